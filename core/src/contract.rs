@@ -1,0 +1,408 @@
+//! Contracts: who may be billed, for what, and until when.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::model::Marketplace;
+use crate::time::{format_rfc3339, parse_rfc3339};
+
+/// The state of a buyer's subscription or entitlement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContractStatus {
+    /// Bought but not yet live (AWS pending, Azure PendingFulfillmentStart). No usage.
+    Pending,
+    /// Live: usage can be billed.
+    Active,
+    /// Suspended (Azure non-payment, ...). No usage.
+    Suspended,
+    /// Cancelled at `cancelled_at`: earlier usage may still be sent for a short window.
+    Cancelled,
+    /// Ended at `ends_at` (contract term over): as for cancelled.
+    Ended,
+}
+
+impl ContractStatus {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContractStatus::Pending => "pending",
+            ContractStatus::Active => "active",
+            ContractStatus::Suspended => "suspended",
+            ContractStatus::Cancelled => "cancelled",
+            ContractStatus::Ended => "ended",
+        }
+    }
+}
+
+/// The value type of a Google metric.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricType {
+    /// `int64Value` (the default).
+    Int,
+    /// `doubleValue`.
+    Decimal,
+}
+
+/// A billable dimension (AWS, Azure) or metric (Google) of a contract.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dimension {
+    /// The dimension id exactly as published.
+    pub name: String,
+    /// The billing unit: quantities must be whole multiples of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<Decimal>,
+    /// Google metric value type; `int` when absent.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<MetricType>,
+}
+
+/// A buyer's contract for one product on one marketplace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Contract {
+    /// Marketplace.
+    pub marketplace: Marketplace,
+    /// Product code / offer / service name, as records give it.
+    pub product: String,
+    /// The customer key records use.
+    pub customer: String,
+    /// Current status.
+    pub status: ContractStatus,
+    /// When usage may start.
+    #[serde(with = "rfc3339")]
+    pub starts_at: DateTime<Utc>,
+    /// When the term ends, if it does.
+    #[serde(default, with = "rfc3339_opt", skip_serializing_if = "Option::is_none")]
+    pub ends_at: Option<DateTime<Utc>>,
+    /// When it was cancelled; required for status `cancelled`.
+    #[serde(default, with = "rfc3339_opt", skip_serializing_if = "Option::is_none")]
+    pub cancelled_at: Option<DateTime<Utc>>,
+    /// The plan bought (Azure planId).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+    /// AWS CustomerIdentifier (older integrations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_identifier: Option<String>,
+    /// AWS CustomerAWSAccountId (with `license_arn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_account_id: Option<String>,
+    /// AWS LicenseArn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license_arn: Option<String>,
+    /// Azure SaaS subscription id (uuid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_id: Option<String>,
+    /// Azure managed application resource URI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_uri: Option<String>,
+    /// Google entitlement usageReportingId (the Service Control consumerId).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage_reporting_id: Option<String>,
+    /// The billable dimensions.
+    #[serde(default)]
+    pub dimensions: Vec<Dimension>,
+}
+
+impl Contract {
+    /// The instant after which no new usage may be dated: cancellation, or the term's end.
+    pub fn stop_time(&self) -> Option<DateTime<Utc>> {
+        match (self.cancelled_at, self.ends_at) {
+            (Some(c), Some(e)) => Some(c.min(e)),
+            (c, e) => c.or(e),
+        }
+    }
+
+    /// The dimension with this name.
+    pub fn dimension(&self, name: &str) -> Option<(usize, &Dimension)> {
+        self.dimensions
+            .iter()
+            .enumerate()
+            .find(|(_, d)| d.name == name)
+    }
+
+    /// The identity the marketplace knows this customer by, for display and the wire.
+    pub fn identity(&self) -> &str {
+        let explicit = match self.marketplace {
+            Marketplace::Aws => self
+                .customer_identifier
+                .as_deref()
+                .or(self.aws_account_id.as_deref()),
+            Marketplace::Azure => self.resource_id.as_deref().or(self.resource_uri.as_deref()),
+            Marketplace::Gcp => self.usage_reporting_id.as_deref(),
+        };
+        explicit.unwrap_or(&self.customer)
+    }
+}
+
+/// A contracts file could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ContractError {
+    /// Not JSON, or a field of the wrong form.
+    #[error("line {line}, column {column}: {path}: {message}")]
+    Parse {
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// Where in the document (`[3].starts_at`).
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A contract that parses but makes no sense.
+    #[error("contract {index} ({key}): {field}: {message}")]
+    Invalid {
+        /// 0-based position in the array.
+        index: usize,
+        /// `marketplace/product/customer`.
+        key: String,
+        /// The field at fault.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// Two contracts for the same marketplace + product + customer.
+    #[error("contract {index} ({key}) repeats contract {first}: one contract per marketplace, product and customer")]
+    Duplicate {
+        /// 0-based position of the second one.
+        index: usize,
+        /// 0-based position of the first one.
+        first: usize,
+        /// `marketplace/product/customer`.
+        key: String,
+    },
+}
+
+/// Index of a contract inside a [`ContractSet`].
+pub type ContractId = u32;
+
+/// Contracts, indexed by (marketplace, product, customer) for lookups that do not allocate.
+#[derive(Clone, Debug, Default)]
+pub struct ContractSet {
+    contracts: Vec<Contract>,
+    index: [FxHashMap<String, FxHashMap<String, ContractId>>; 3],
+}
+
+fn mp_slot(m: Marketplace) -> usize {
+    match m {
+        Marketplace::Aws => 0,
+        Marketplace::Azure => 1,
+        Marketplace::Gcp => 2,
+    }
+}
+
+impl ContractSet {
+    /// Parses a JSON array of contracts and checks each one.
+    pub fn from_json(text: &str) -> Result<ContractSet, ContractError> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        let contracts: Vec<Contract> = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            ContractError::Parse {
+                line: inner.line(),
+                column: inner.column(),
+                path,
+                message: strip_position(&inner.to_string()),
+            }
+        })?;
+        ContractSet::new(contracts)
+    }
+
+    /// Builds a set from parsed contracts, checking each one.
+    pub fn new(contracts: Vec<Contract>) -> Result<ContractSet, ContractError> {
+        let mut set = ContractSet::default();
+        for (i, c) in contracts.iter().enumerate() {
+            check_contract(i, c)?;
+            let slot = &mut set.index[mp_slot(c.marketplace)];
+            let by_customer = slot.entry(c.product.clone()).or_default();
+            if let Some(first) = by_customer.get(&c.customer) {
+                return Err(ContractError::Duplicate {
+                    index: i,
+                    first: *first as usize,
+                    key: key_of(c),
+                });
+            }
+            by_customer.insert(c.customer.clone(), i as ContractId);
+        }
+        set.contracts = contracts;
+        Ok(set)
+    }
+
+    /// Finds the contract for a record's key.
+    pub fn find(
+        &self,
+        m: Marketplace,
+        product: &str,
+        customer: &str,
+    ) -> Option<(ContractId, &Contract)> {
+        let id = *self.index[mp_slot(m)].get(product)?.get(customer)?;
+        self.contracts.get(id as usize).map(|c| (id, c))
+    }
+
+    /// The contract with this id.
+    pub fn get(&self, id: ContractId) -> Option<&Contract> {
+        self.contracts.get(id as usize)
+    }
+
+    /// All contracts, in input order.
+    pub fn all(&self) -> &[Contract] {
+        &self.contracts
+    }
+
+    /// The customers that have a contract for this product, sorted.
+    pub fn customers_of(&self, m: Marketplace, product: &str) -> Vec<&str> {
+        let mut v: Vec<&str> = self.index[mp_slot(m)]
+            .get(product)
+            .map(|c| c.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        v.sort_unstable();
+        v
+    }
+
+    /// The products that have a contract with this customer, sorted.
+    pub fn products_of(&self, m: Marketplace, customer: &str) -> Vec<&str> {
+        let mut v: Vec<&str> = self.index[mp_slot(m)]
+            .iter()
+            .filter(|(_, cs)| cs.contains_key(customer))
+            .map(|(p, _)| p.as_str())
+            .collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+fn key_of(c: &Contract) -> String {
+    format!("{}/{}/{}", c.marketplace, c.product, c.customer)
+}
+
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_owned(),
+        None => msg.to_owned(),
+    }
+}
+
+fn check_contract(i: usize, c: &Contract) -> Result<(), ContractError> {
+    let bad = |field: &'static str, message: String| ContractError::Invalid {
+        index: i,
+        key: key_of(c),
+        field,
+        message,
+    };
+    if c.product.is_empty() {
+        return Err(bad("product", "is empty".into()));
+    }
+    if c.customer.is_empty() {
+        return Err(bad("customer", "is empty".into()));
+    }
+    if c.status == ContractStatus::Cancelled && c.cancelled_at.is_none() {
+        return Err(bad(
+            "cancelled_at",
+            "status is cancelled but cancelled_at is missing".into(),
+        ));
+    }
+    if c.status == ContractStatus::Ended && c.ends_at.is_none() && c.cancelled_at.is_none() {
+        return Err(bad(
+            "ends_at",
+            "status is ended but ends_at is missing".into(),
+        ));
+    }
+    if let Some(t) = c.cancelled_at {
+        if t < c.starts_at {
+            return Err(bad(
+                "cancelled_at",
+                format!(
+                    "{} is before starts_at {}",
+                    format_rfc3339(t),
+                    format_rfc3339(c.starts_at)
+                ),
+            ));
+        }
+    }
+    if let Some(t) = c.ends_at {
+        if t <= c.starts_at {
+            return Err(bad(
+                "ends_at",
+                format!(
+                    "{} is not after starts_at {}",
+                    format_rfc3339(t),
+                    format_rfc3339(c.starts_at)
+                ),
+            ));
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for d in &c.dimensions {
+        if d.name.is_empty() {
+            return Err(bad("dimensions", "a dimension has an empty name".into()));
+        }
+        if !seen.insert(d.name.as_str()) {
+            return Err(bad(
+                "dimensions",
+                format!("dimension {:?} is listed twice", d.name),
+            ));
+        }
+        if let Some(u) = d.unit {
+            if u <= Decimal::ZERO {
+                return Err(bad(
+                    "dimensions",
+                    format!(
+                        "dimension {:?} has unit {u}; a unit must be above zero",
+                        d.name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Serde helpers: RFC 3339 with a required offset, through [`parse_rfc3339`].
+pub(crate) mod rfc3339 {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_rfc3339(*t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_rfc3339(&s).map_err(|e| serde::de::Error::custom(format_args!("{s:?} {e}")))
+    }
+}
+
+/// Serde helpers for optional RFC 3339 times.
+pub(crate) mod rfc3339_opt {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_str(&format_rfc3339(*t)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+        let s = Option::<String>::deserialize(d)?;
+        match s {
+            None => Ok(None),
+            Some(s) => parse_rfc3339(&s)
+                .map(Some)
+                .map_err(|e| serde::de::Error::custom(format_args!("{s:?} {e}"))),
+        }
+    }
+}
+
+impl fmt::Display for ContractStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

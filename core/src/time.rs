@@ -1,0 +1,170 @@
+//! Time parsing and calendar arithmetic. Times are UTC everywhere; nothing here reads a clock.
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Timelike, Utc};
+
+/// Why a timestamp could not be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TimeError {
+    /// Looks like a date-time but has no `Z` or `±hh:mm` offset.
+    #[error("has no UTC offset (add Z or +hh:mm)")]
+    NoOffset,
+    /// A date without a time of day.
+    #[error("is a date without a time")]
+    DateOnly,
+    /// Not RFC 3339 at all.
+    #[error("is not an RFC 3339 date-time")]
+    Malformed,
+    /// A leap second (`:60`), which the marketplaces do not accept.
+    #[error("is a leap second")]
+    LeapSecond,
+}
+
+/// Parses an RFC 3339 timestamp with an explicit offset and converts it to UTC.
+///
+/// Strict: `T` or `t` or a space between date and time, as RFC 3339 allows; four-digit
+/// years only; no leap seconds; no missing offset.
+pub fn parse_rfc3339(s: &str) -> Result<DateTime<Utc>, TimeError> {
+    match DateTime::parse_from_rfc3339(s) {
+        Ok(t) => {
+            if t.nanosecond() >= 1_000_000_000 {
+                return Err(TimeError::LeapSecond);
+            }
+            Ok(t.with_timezone(&Utc))
+        }
+        Err(_) => {
+            let b = s.as_bytes();
+            let is_date = |b: &[u8]| {
+                b.len() == 10
+                    && b.iter().enumerate().all(|(i, c)| {
+                        if i == 4 || i == 7 {
+                            *c == b'-'
+                        } else {
+                            c.is_ascii_digit()
+                        }
+                    })
+            };
+            if is_date(b) {
+                Err(TimeError::DateOnly)
+            } else if b.len() >= 19 && b.get(..10).is_some_and(is_date) {
+                // A date-time that failed: see whether adding an offset would fix it.
+                let with_z = format!("{s}Z");
+                if DateTime::parse_from_rfc3339(&with_z).is_ok() {
+                    Err(TimeError::NoOffset)
+                } else if s.get(17..19) == Some("60") {
+                    Err(TimeError::LeapSecond)
+                } else {
+                    Err(TimeError::Malformed)
+                }
+            } else {
+                Err(TimeError::Malformed)
+            }
+        }
+    }
+}
+
+/// Formats a UTC time as RFC 3339 with `Z`, seconds precision unless there are fractions.
+pub fn format_rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+/// Formats a UTC time to whole seconds (`2026-03-01T10:00:00Z`), truncating fractions.
+pub fn format_secs(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The start of the clock hour that holds `t`.
+pub fn hour_floor(t: DateTime<Utc>) -> DateTime<Utc> {
+    let secs = t.timestamp();
+    let floored = secs - secs.rem_euclid(3600);
+    Utc.timestamp_opt(floored, 0).single().unwrap_or(t)
+}
+
+/// Midnight UTC on the first day of the month after the one that holds `t`.
+pub fn next_month_start(t: DateTime<Utc>) -> DateTime<Utc> {
+    let (y, m) = if t.month() == 12 {
+        (t.year() + 1, 1)
+    } else {
+        (t.year(), t.month() + 1)
+    };
+    month_start(y, m).unwrap_or(t)
+}
+
+/// Midnight UTC on the first day of the month that holds `t`.
+pub fn this_month_start(t: DateTime<Utc>) -> DateTime<Utc> {
+    month_start(t.year(), t.month()).unwrap_or(t)
+}
+
+fn month_start(year: i32, month: u32) -> Option<DateTime<Utc>> {
+    NaiveDate::from_ymd_opt(year, month, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|n| Utc.from_utc_datetime(&n))
+}
+
+/// `t + d`, saturating at the ends of chrono's range instead of overflowing.
+pub fn add(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    t.checked_add_signed(d).unwrap_or(if d < Duration::zero() {
+        DateTime::<Utc>::MIN_UTC
+    } else {
+        DateTime::<Utc>::MAX_UTC
+    })
+}
+
+/// Formats a duration for people: `5h 59m`, `12m 30s`, `45s`.
+pub fn human_duration(d: Duration) -> String {
+    let total = d.num_seconds().unsigned_abs();
+    let (h, m, s) = (total / 3600, (total % 3600) / 60, total % 60);
+    let body = if h > 0 {
+        format!("{h}h {m}m")
+    } else if m > 0 {
+        format!("{m}m {s}s")
+    } else {
+        format!("{s}s")
+    };
+    if d < Duration::zero() {
+        format!("-{body}")
+    } else {
+        body
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_convert_to_utc() {
+        let t = parse_rfc3339("2026-03-01T05:30:00+05:30").unwrap();
+        assert_eq!(format_rfc3339(t), "2026-03-01T00:00:00Z");
+    }
+
+    #[test]
+    fn errors_are_classified() {
+        assert_eq!(
+            parse_rfc3339("2026-03-01T05:30:00"),
+            Err(TimeError::NoOffset)
+        );
+        assert_eq!(parse_rfc3339("2026-03-01"), Err(TimeError::DateOnly));
+        assert_eq!(
+            parse_rfc3339("2026-12-31T23:59:60Z"),
+            Err(TimeError::LeapSecond)
+        );
+        assert_eq!(
+            parse_rfc3339("03/01/2026 10:00:00"),
+            Err(TimeError::Malformed)
+        );
+        assert_eq!(
+            parse_rfc3339("10000-01-01T00:00:00Z"),
+            Err(TimeError::Malformed)
+        );
+    }
+
+    #[test]
+    fn month_edges() {
+        let t = parse_rfc3339("2026-12-31T23:00:00Z").unwrap();
+        assert_eq!(format_rfc3339(next_month_start(t)), "2027-01-01T00:00:00Z");
+        assert_eq!(
+            format_rfc3339(hour_floor(parse_rfc3339("2026-12-31T23:59:59.9Z").unwrap())),
+            "2026-12-31T23:00:00Z"
+        );
+    }
+}

@@ -1,0 +1,364 @@
+//! The one entry point: a [`Validator`] (contracts + settings + compiled policies) and the
+//! streaming [`Session`] that judges records in input order. The CLI, the WASM package and the
+//! submitter all go through here.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::contract::{Contract, ContractSet};
+use crate::dedup::{DedupState, Prior};
+use crate::finding::{Code, Finding};
+use crate::model::{Marketplace, RawRecord, UsageRecord};
+use crate::parse::parse_record;
+use crate::policy::{PolicyContext, PolicyError, PolicySet, PolicySource};
+use crate::report::{Report, Summary, Verdict};
+use crate::rules;
+use crate::settings::Settings;
+use crate::time::{add, format_secs, hour_floor};
+use crate::window::{self, Deadline};
+
+/// Contracts, settings and compiled policies: everything a verdict depends on besides "now"
+/// and the dedup history. Build once, judge many records.
+#[derive(Clone)]
+pub struct Validator {
+    contracts: ContractSet,
+    settings: Settings,
+    policies: PolicySet,
+}
+
+/// A key already submitted, fed from a ledger so that re-sends are caught.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// Marketplace.
+    pub marketplace: Marketplace,
+    /// Product.
+    pub product: String,
+    /// Customer key.
+    pub customer: String,
+    /// Dimension as the record gave it.
+    pub dimension: String,
+    /// The record's start time (its hour is the key on AWS and Azure).
+    #[serde(with = "crate::contract::rfc3339")]
+    pub start_time: DateTime<Utc>,
+    /// Google: the interval's end.
+    #[serde(
+        default,
+        with = "crate::contract::rfc3339_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub end_time: Option<DateTime<Utc>>,
+    /// The quantity that was sent.
+    pub quantity: Decimal,
+}
+
+impl Validator {
+    /// Compiles the policies and keeps everything for judging.
+    pub fn new(
+        contracts: ContractSet,
+        settings: Settings,
+        policies: &[PolicySource],
+    ) -> Result<Validator, PolicyError> {
+        let policies = PolicySet::compile(policies, &settings.params)?;
+        Ok(Validator {
+            contracts,
+            settings,
+            policies,
+        })
+    }
+
+    /// The contracts.
+    pub fn contracts(&self) -> &ContractSet {
+        &self.contracts
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Starts a streaming session at `now`, with empty dedup state.
+    pub fn session(&self, now: DateTime<Utc>) -> Session<'_> {
+        Session {
+            v: self,
+            now,
+            dedup: DedupState::new(),
+            next_index: 0,
+            summary: Summary::default(),
+        }
+    }
+
+    /// Judges a batch in one session and returns every verdict plus the summary.
+    pub fn validate(
+        &self,
+        records: impl IntoIterator<Item = RawRecord>,
+        history: &[HistoryEntry],
+        now: DateTime<Utc>,
+    ) -> Report {
+        let mut s = self.session(now);
+        for h in history {
+            s.add_history(h);
+        }
+        let verdicts: Vec<Verdict> = records.into_iter().map(|r| s.check(r)).collect();
+        Report {
+            verdicts,
+            summary: s.into_summary(),
+        }
+    }
+
+    /// The deadline of one record, or `None` when it does not parse.
+    pub fn deadline(&self, raw: RawRecord, now: DateTime<Utc>) -> Option<Deadline> {
+        let rec = parse_record(raw).ok()?;
+        let c = self
+            .contracts
+            .find(rec.marketplace, &rec.product, &rec.customer)
+            .map(|(_, c)| c);
+        Some(window::deadline(&rec, c, &self.settings, now))
+    }
+
+    fn judge(
+        &self,
+        raw: RawRecord,
+        now: DateTime<Utc>,
+        dedup: Option<&mut DedupState>,
+    ) -> (Vec<Finding>, Option<UsageRecord>) {
+        let rec = match parse_record(raw) {
+            Ok(r) => r,
+            Err(findings) => return (findings, None),
+        };
+        let mut out = Vec::new();
+        let checked = rules::check(&rec, &self.contracts, &self.settings, now, &mut out);
+        let key = checked
+            .contract
+            .zip(checked.dimension)
+            .map(|((cid, _), d)| (cid, d as u32));
+        let prior = match (&dedup, key) {
+            (Some(state), Some((cid, d))) => state.lookup(
+                rec.marketplace,
+                cid,
+                d,
+                rec.start_time,
+                rec.end_time,
+                rec.quantity,
+            ),
+            _ => Prior::None,
+        };
+        if let Some(f) = dedup_finding(&rec, prior) {
+            out.push(f);
+        }
+        if checked.times_ok {
+            window::time_warnings(
+                &rec,
+                checked.contract.map(|(_, c)| c),
+                &self.settings,
+                now,
+                &mut out,
+            );
+        }
+        if !self.policies.is_empty() {
+            let builtin = out.len();
+            let ctx = PolicyContext {
+                now,
+                contract: checked.contract.map(|(_, c)| c),
+                findings: &out[..builtin],
+            };
+            let mut extra = Vec::new();
+            self.policies.run(&rec, &ctx, &mut extra);
+            out.extend(extra);
+        }
+        if let (Some(state), Some((cid, d))) = (dedup, key) {
+            if !out.iter().any(Finding::is_error) {
+                state.insert(
+                    rec.marketplace,
+                    cid,
+                    d,
+                    rec.start_time,
+                    rec.end_time,
+                    rec.quantity,
+                );
+            }
+        }
+        (out, Some(rec))
+    }
+}
+
+fn dedup_finding(rec: &UsageRecord, prior: Prior) -> Option<Finding> {
+    let hour = hour_floor(rec.start_time);
+    let next = format_secs(add(hour, chrono::Duration::hours(1)));
+    match (rec.marketplace, prior) {
+        (_, Prior::None) => None,
+        (Marketplace::Aws, Prior::Same(q)) => Some(
+            Finding::new(
+                Code::DuplicateIgnored,
+                "aws.dedup",
+                Some("start_time"),
+                format!("the hour {} of {} already has a record of {q}; AWS bills it once", format_secs(hour), rec.dimension),
+            )
+            .hint("drop the repeat; it changes nothing".into()),
+        ),
+        (Marketplace::Aws, Prior::Different(q)) => Some(
+            Finding::new(
+                Code::DuplicateRequest,
+                "aws.dedup",
+                Some("start_time"),
+                format!(
+                    "the hour {} of {} already has a record of {q}; AWS would bill only that and drop this {}",
+                    format_secs(hour),
+                    rec.dimension,
+                    rec.quantity
+                ),
+            )
+            .hint(format!(
+                "aggregate the hour into one record (metergate aggregate), or if {q} is already sent, carry {} into the hour {next}",
+                rec.quantity
+            )),
+        ),
+        (Marketplace::Azure, Prior::Same(q) | Prior::Different(q)) => Some(
+            Finding::new(
+                Code::DuplicateRequest,
+                "azure.dedup",
+                Some("start_time"),
+                format!(
+                    "the hour {} of {} already has an event of {q}; Microsoft answers Duplicate and keeps the first",
+                    format_secs(hour),
+                    rec.dimension
+                ),
+            )
+            .hint(format!("aggregate the hour into one event (metergate aggregate), or carry {} into the hour {next}", rec.quantity)),
+        ),
+        (Marketplace::Gcp, Prior::Same(q)) => Some(
+            Finding::new(
+                Code::DuplicateIgnored,
+                "gcp.dedup",
+                Some("start_time"),
+                format!("this interval of {} was already reported with {q}; Google deduplicates it by operationId", rec.dimension),
+            )
+            .hint("drop the repeat; it changes nothing".into()),
+        ),
+        (Marketplace::Gcp, Prior::Different(q)) => Some(
+            Finding::new(
+                Code::DuplicateRequest,
+                "gcp.dedup",
+                Some("start_time"),
+                format!(
+                    "this interval of {} was already reported with {q}; the same operationId would drop this {}",
+                    rec.dimension, rec.quantity
+                ),
+            )
+            .hint("report the difference in the next interval, or aggregate first (metergate aggregate)".into()),
+        ),
+        (_, Prior::Overlap(s, e)) => Some(
+            Finding::new(
+                Code::OverlappingInterval,
+                "gcp.overlap",
+                Some("start_time"),
+                format!("the interval overlaps another of {} ({} to {})", rec.dimension, format_secs(s), format_secs(e)),
+            )
+            .hint(format!("chain intervals: start this one at {}", format_secs(e))),
+        ),
+    }
+}
+
+/// Judges records in input order, keeping dedup state between them. Memory grows with the
+/// number of distinct keys, never with the number of records.
+pub struct Session<'v> {
+    v: &'v Validator,
+    now: DateTime<Utc>,
+    dedup: DedupState,
+    next_index: u64,
+    summary: Summary,
+}
+
+impl Session<'_> {
+    /// Feeds one key already submitted (from a ledger). Returns false when the entry names no
+    /// known contract or dimension, which cannot collide with any acceptable record.
+    pub fn add_history(&mut self, h: &HistoryEntry) -> bool {
+        let Some((cid, c)) = self
+            .v
+            .contracts
+            .find(h.marketplace, &h.product, &h.customer)
+        else {
+            return false;
+        };
+        let Some(dim) = dimension_index(c, h.marketplace, &h.product, &h.dimension) else {
+            return false;
+        };
+        self.dedup.insert(
+            h.marketplace,
+            cid,
+            dim,
+            h.start_time,
+            h.end_time,
+            h.quantity,
+        );
+        true
+    }
+
+    /// Judges the next record.
+    pub fn check(&mut self, raw: RawRecord) -> Verdict {
+        self.check_full(raw).0
+    }
+
+    /// Judges the next record and also returns it parsed (`None` when it does not parse), for
+    /// callers that go on to send it.
+    pub fn check_full(&mut self, raw: RawRecord) -> (Verdict, Option<UsageRecord>) {
+        let record_id = raw.record_id_text().map(str::to_owned);
+        let (findings, rec) = self.v.judge(raw, self.now, Some(&mut self.dedup));
+        let verdict = Verdict::from_findings(self.next_index, record_id, findings);
+        self.next_index += 1;
+        self.summary.add(&verdict);
+        (verdict, rec)
+    }
+
+    /// The counts so far.
+    pub fn summary(&self) -> &Summary {
+        &self.summary
+    }
+
+    /// Ends the session, returning the counts.
+    pub fn into_summary(self) -> Summary {
+        self.summary
+    }
+
+    /// The number of dedup keys held.
+    pub fn dedup_keys(&self) -> usize {
+        self.dedup.len()
+    }
+
+    /// "Now" for this session.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.now
+    }
+}
+
+impl Validator {
+    /// Judges one record alone (no dedup state): for a form validated on every keystroke.
+    pub fn check_one(&self, raw: RawRecord, now: DateTime<Utc>) -> Verdict {
+        let record_id = raw.record_id_text().map(str::to_owned);
+        let (findings, _) = self.judge(raw, now, None);
+        Verdict::from_findings(0, record_id, findings)
+    }
+}
+
+fn dimension_index(c: &Contract, mp: Marketplace, product: &str, dimension: &str) -> Option<u32> {
+    let name = match (mp, dimension.split_once('/')) {
+        (Marketplace::Gcp, Some((service, metric))) if service == product => metric,
+        _ => dimension,
+    };
+    c.dimension(name).map(|(i, _)| i as u32)
+}
+
+/// Judges a batch with built-in rules only (no policies).
+pub fn validate(
+    records: &[RawRecord],
+    contracts: &ContractSet,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Report {
+    let v = Validator {
+        contracts: contracts.clone(),
+        settings: settings.clone(),
+        policies: PolicySet::default(),
+    };
+    v.validate(records.iter().cloned(), &[], now)
+}
