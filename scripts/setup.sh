@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs everything the tests need, on a fresh machine or an old one: the wasm target,
+# wasm-bindgen-cli at the version Cargo.lock pins, npm packages, Chromium, and moto.
+# Idempotent: each step checks first and does nothing when the tool is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "Rust wasm target"
+rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+
+step "wasm-bindgen-cli (the version in Cargo.lock)"
+want=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/[^0-9.]/,""); print; exit}' Cargo.lock 2>/dev/null || true)
+if [ -n "$want" ]; then
+  have=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)
+  if [ "$have" != "$want" ]; then
+    # Without --locked: the registry here lacks one of its locked dependencies.
+    cargo install wasm-bindgen-cli --version "$want"
+  fi
+  echo "wasm-bindgen $want"
+fi
+
+step "npm packages"
+for dir in wasm web-demo tests/node; do
+  if [ -f "$dir/package.json" ]; then
+    if [ -f "$dir/package-lock.json" ]; then (cd "$dir" && npm ci --no-audit --no-fund); else (cd "$dir" && npm install --no-audit --no-fund); fi
+  fi
+done
+
+step "Chromium (browser tests)"
+if [ -d web-demo ] && [ -f web-demo/package.json ] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  fi
+fi
+command -v chromium >/dev/null 2>&1 && chromium --version || true
+
+step "moto (AWS peer), into .peers/moto"
+if [ ! -f .peers/moto/moto/__init__.py ]; then
+  python3 -m pip install --quiet --disable-pip-version-check --target .peers/moto 'moto==5.2.5' flask flask-cors
+fi
+echo "moto $(PYTHONPATH=.peers/moto python3 -c 'import moto; print(moto.__version__)')"
+
+step "Prism (Azure peer), into .peers/prism"
+if [ -d tests/peers ] && ls tests/peers/*azure* >/dev/null 2>&1 && [ ! -x .peers/prism/node_modules/.bin/prism ]; then
+  mkdir -p .peers/prism && (cd .peers/prism && npm install --no-audit --no-fund --silent @stoplight/prism-cli@5 >/dev/null)
+fi
