@@ -39,6 +39,8 @@ pub struct Aggregated {
 }
 
 type Key = (Marketplace, String, String, String);
+/// Per key: the sum of each hour and the plan of its first record.
+type Hours = BTreeMap<DateTime<Utc>, (Decimal, Option<String>)>;
 
 /// Sums records into one per (marketplace, product, customer, dimension, hour). Where the
 /// contract gives the dimension a unit, each hour sends the largest whole multiple and carries
@@ -49,8 +51,7 @@ pub fn aggregate_hourly(
     records: impl IntoIterator<Item = UsageRecord>,
     contracts: Option<&ContractSet>,
 ) -> Aggregated {
-    let mut sums: BTreeMap<Key, BTreeMap<DateTime<Utc>, (Decimal, Option<String>)>> =
-        BTreeMap::new();
+    let mut sums: BTreeMap<Key, Hours> = BTreeMap::new();
     for r in records {
         let hour = hour_floor(r.start_time);
         let slot = sums
@@ -65,12 +66,14 @@ pub fn aggregate_hourly(
         let unit = contracts
             .and_then(|cs| cs.find(mp, &product, &customer))
             .and_then(|(_, c)| {
-                let name = dimension
-                    .rsplit_once('/')
-                    .map_or(dimension.as_str(), |(_, m)| m);
-                c.dimension(name)
-                    .or_else(|| c.dimension(&dimension))
-                    .and_then(|(_, d)| d.unit)
+                // The exact name first; a Google `service/metric` also by its short name.
+                let short = match (mp, dimension.split_once('/')) {
+                    (Marketplace::Gcp, Some((service, metric))) if service == product => {
+                        c.dimension(metric)
+                    }
+                    _ => None,
+                };
+                c.dimension(&dimension).or(short).and_then(|(_, d)| d.unit)
             });
         let mut carry = Decimal::ZERO;
         let mut last = None;

@@ -3,13 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 use rustc_hash::FxHashMap;
 
 use crate::contract::ContractId;
 use crate::model::Marketplace;
-use crate::time::hour_floor;
+use crate::time::{add, hour_floor};
 
 /// What the state already holds for a record's key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,7 +24,13 @@ pub enum Prior {
     Overlap(DateTime<Utc>, DateTime<Utc>),
 }
 
-type Intervals = BTreeMap<DateTime<Utc>, (DateTime<Utc>, Decimal)>;
+/// Accepted Google intervals of one consumer and metric, with the longest one's length so
+/// that an overlap search only looks back as far as an interval can reach.
+#[derive(Clone, Debug, Default)]
+struct Intervals {
+    by_span: BTreeMap<(DateTime<Utc>, DateTime<Utc>), Decimal>,
+    max_len: Duration,
+}
 
 /// Accepted keys with their first quantity.
 #[derive(Clone, Debug, Default)]
@@ -41,7 +47,12 @@ impl DedupState {
 
     /// The number of keys held.
     pub fn len(&self) -> usize {
-        self.hours.len() + self.intervals.values().map(BTreeMap::len).sum::<usize>()
+        self.hours.len()
+            + self
+                .intervals
+                .values()
+                .map(|iv| iv.by_span.len())
+                .sum::<usize>()
     }
 
     /// True when no key is held.
@@ -72,24 +83,23 @@ impl DedupState {
                 let Some(iv) = self.intervals.get(&(contract, dim)) else {
                     return Prior::None;
                 };
-                if let Some((e, q)) = iv.get(&start) {
-                    if *e == end {
-                        return judge(*q);
-                    }
-                    return Prior::Overlap(start, *e);
+                if let Some(q) = iv.by_span.get(&(start, end)) {
+                    return judge(*q);
                 }
-                if let Some((s, (e, _))) = iv.range(..start).next_back() {
-                    if *e > start {
-                        return Prior::Overlap(*s, *e);
-                    }
+                // Every interval that starts before `end` and could still reach past `start`.
+                let from = (add(start, -iv.max_len), DateTime::<Utc>::MIN_UTC);
+                let to = (end, DateTime::<Utc>::MIN_UTC);
+                if from >= to {
+                    return Prior::None;
                 }
-                if let Some((s, (e, _))) = iv.range(start..).next() {
-                    if *s < end {
-                        return Prior::Overlap(*s, *e);
-                    }
-                }
-                Prior::None
+                iv.by_span
+                    .range(from..to)
+                    .map(|((s, e), _)| (*s, *e))
+                    .find(|(s, e)| *s < end && *e > start)
+                    .map_or(Prior::None, |(s, e)| Prior::Overlap(s, e))
             }
+            // A Google key without an end cannot be judged; records always have one.
+            (Marketplace::Gcp, None) => Prior::None,
             _ => match self
                 .hours
                 .get(&(contract, dim, hour_floor(start).timestamp()))
@@ -112,17 +122,53 @@ impl DedupState {
     ) {
         match (mp, end) {
             (Marketplace::Gcp, Some(end)) => {
-                self.intervals
-                    .entry((contract, dim))
-                    .or_default()
-                    .entry(start)
-                    .or_insert((end, quantity));
+                let iv = self.intervals.entry((contract, dim)).or_default();
+                iv.by_span.entry((start, end)).or_insert(quantity);
+                if end > start {
+                    iv.max_len = iv.max_len.max(end - start);
+                }
             }
+            (Marketplace::Gcp, None) => {}
             _ => {
                 self.hours
                     .entry((contract, dim, hour_floor(start).timestamp()))
                     .or_insert(quantity);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::parse_rfc3339;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        parse_rfc3339(&format!("2026-03-10T{s}:00Z")).unwrap()
+    }
+
+    #[test]
+    fn overlaps_are_found_behind_a_short_interval() {
+        let mut d = DedupState::new();
+        let q = Decimal::ONE;
+        d.insert(Marketplace::Gcp, 0, 0, t("10:00"), Some(t("12:00")), q);
+        d.insert(Marketplace::Gcp, 0, 0, t("10:30"), Some(t("10:45")), q);
+        assert_eq!(
+            d.lookup(Marketplace::Gcp, 0, 0, t("11:00"), Some(t("11:30")), q),
+            Prior::Overlap(t("10:00"), t("12:00"))
+        );
+        // Same start, other end: both are kept and both are seen.
+        d.insert(Marketplace::Gcp, 0, 1, t("10:00"), Some(t("10:30")), q);
+        d.insert(Marketplace::Gcp, 0, 1, t("10:00"), Some(t("11:00")), q);
+        assert_eq!(
+            d.lookup(Marketplace::Gcp, 0, 1, t("10:45"), Some(t("11:15")), q),
+            Prior::Overlap(t("10:00"), t("11:00"))
+        );
+        // Chained intervals do not overlap.
+        assert_eq!(
+            d.lookup(Marketplace::Gcp, 0, 1, t("11:00"), Some(t("12:00")), q),
+            Prior::None
+        );
+        assert_eq!(d.len(), 4);
     }
 }

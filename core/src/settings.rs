@@ -33,7 +33,9 @@ pub struct Span(pub Duration);
 impl Span {
     /// Parses `<digits><s|m|h|d>`.
     pub fn parse(s: &str) -> Option<Span> {
-        let (num, unit) = s.split_at(s.len().checked_sub(1)?);
+        // Split off the last character (not byte: `5é` must not panic).
+        let last = s.char_indices().next_back()?.0;
+        let (num, unit) = s.split_at(last);
         let n: i64 = num.parse().ok().filter(|n| *n >= 0 && *n <= 366 * 86_400)?;
         let secs = match unit {
             "s" => n,

@@ -14,21 +14,45 @@ pub struct Units {
 }
 
 impl Units {
-    /// The largest valid quantity not above the input: `units * unit`.
+    /// The largest valid quantity not above the input: `units * unit`. Saturates instead of
+    /// overflowing (it cannot overflow for a [`Units`] that [`to_units`] returned).
     pub fn billable(&self, unit: Decimal) -> Decimal {
-        self.units * unit
+        self.units
+            .checked_mul(unit)
+            .unwrap_or(if self.units.is_sign_negative() == unit.is_sign_negative() {
+                Decimal::MAX
+            } else {
+                Decimal::MIN
+            })
     }
 }
 
 /// Splits `quantity` into whole `unit`s and a remainder, so that
 /// `units * unit + remainder == quantity` and `0 <= remainder < unit` (for `unit > 0`).
-/// Returns `None` when `unit` is not above zero or the arithmetic would overflow.
+///
+/// Exact: the split is done in integer arithmetic on the two decimals brought to one scale
+/// (a `Decimal` division rounds to 28 digits, which could put the floor one unit off and make
+/// the remainder negative). Returns `None` when `unit` is not above zero or the exact result
+/// (units, remainder, or `units * unit`) does not fit a `Decimal`.
 pub fn to_units(quantity: Decimal, unit: Decimal) -> Option<Units> {
     if unit <= Decimal::ZERO {
         return None;
     }
-    let units = quantity.checked_div(unit)?.floor();
-    let remainder = quantity.checked_sub(units.checked_mul(unit)?)?;
+    let scale = quantity.scale().max(unit.scale());
+    let widen = |d: Decimal| -> Option<i128> {
+        d.mantissa()
+            .checked_mul(10i128.checked_pow(scale.checked_sub(d.scale())?)?)
+    };
+    let q = widen(quantity)?;
+    let u = widen(unit)?;
+    if u <= 0 {
+        return None;
+    }
+    let rem = q.rem_euclid(u);
+    let units = Decimal::try_from_i128_with_scale(q.div_euclid(u), 0).ok()?;
+    let remainder = Decimal::try_from_i128_with_scale(rem, scale).ok()?;
+    // `units * unit` (the billable part) must be exact too, not rounded to fit 96 bits.
+    Decimal::try_from_i128_with_scale(q.checked_sub(rem)?, scale).ok()?;
     Some(Units { units, remainder })
 }
 
@@ -55,5 +79,13 @@ mod tests {
         assert_eq!((u.units, u.remainder), (d("5"), d("0.05")));
         assert!(is_multiple(d("0"), d("5")));
         assert!(to_units(d("1"), d("0")).is_none());
+        // Decimal division would round 2 / 0.666…67 up to 3 and leave a negative remainder.
+        let unit = d("0.6666666666666666666666666667");
+        let u = to_units(d("2"), unit).unwrap();
+        assert_eq!(u.units, d("2"));
+        assert_eq!(u.units * unit + u.remainder, d("2"));
+        assert!(u.remainder >= Decimal::ZERO && u.remainder < unit);
+        let u = to_units(d("-7"), d("5")).unwrap();
+        assert_eq!((u.units, u.remainder), (d("-2"), d("3")));
     }
 }

@@ -271,7 +271,8 @@ pub struct Session<'v> {
 
 impl Session<'_> {
     /// Feeds one key already submitted (from a ledger). Returns false when the entry names no
-    /// known contract or dimension, which cannot collide with any acceptable record.
+    /// known contract or dimension, which cannot collide with any acceptable record, or is a
+    /// Google entry without `end_time` (Google keys are intervals).
     pub fn add_history(&mut self, h: &HistoryEntry) -> bool {
         let Some((cid, c)) = self
             .v
@@ -283,6 +284,10 @@ impl Session<'_> {
         let Some(dim) = dimension_index(c, h.marketplace, &h.product, &h.dimension) else {
             return false;
         };
+        if h.marketplace == Marketplace::Gcp && h.end_time.is_none() {
+            // Google keys are intervals: without its end the entry matches nothing.
+            return false;
+        }
         self.dedup.insert(
             h.marketplace,
             cid,
@@ -341,11 +346,15 @@ impl Validator {
 }
 
 fn dimension_index(c: &Contract, mp: Marketplace, product: &str, dimension: &str) -> Option<u32> {
-    let name = match (mp, dimension.split_once('/')) {
-        (Marketplace::Gcp, Some((service, metric))) if service == product => metric,
-        _ => dimension,
-    };
-    c.dimension(name).map(|(i, _)| i as u32)
+    if let Some((i, _)) = c.dimension(dimension) {
+        return Some(i as u32);
+    }
+    match (mp, dimension.split_once('/')) {
+        (Marketplace::Gcp, Some((service, metric))) if service == product => {
+            c.dimension(metric).map(|(i, _)| i as u32)
+        }
+        _ => None,
+    }
 }
 
 /// Judges a batch with built-in rules only (no policies).

@@ -69,12 +69,35 @@ fn lookback_close(rec: &UsageRecord, settings: &Settings) -> Option<(DateTime<Ut
     }
 }
 
-/// The last instant this record can still be sent, given its contract (if known).
+/// The last instant this record can still be sent, given its contract (if known). Includes
+/// Google's soft one-hour lateness (`hard: false`) when it comes first.
 pub fn deadline(
     rec: &UsageRecord,
     contract: Option<&Contract>,
     settings: &Settings,
     now: DateTime<Utc>,
+) -> Deadline {
+    deadline_of(rec, contract, settings, now, true)
+}
+
+/// The last instant before the record becomes out of bounds (hard deadlines only: look-back,
+/// month-end grace, post-cancel window). `None` when nothing ever closes it.
+pub fn hard_deadline(
+    rec: &UsageRecord,
+    contract: Option<&Contract>,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Option<Deadline> {
+    let d = deadline_of(rec, contract, settings, now, false);
+    (d.at != DateTime::<Utc>::MAX_UTC).then_some(d)
+}
+
+fn deadline_of(
+    rec: &UsageRecord,
+    contract: Option<&Contract>,
+    settings: &Settings,
+    now: DateTime<Utc>,
+    soft: bool,
 ) -> Deadline {
     let mut best: Option<Deadline> = lookback_close(rec, settings).map(|(at, rule)| Deadline {
         at,
@@ -105,7 +128,7 @@ pub fn deadline(
             Marketplace::Azure => {}
         }
     }
-    if rec.marketplace == Marketplace::Gcp {
+    if soft && rec.marketplace == Marketplace::Gcp {
         let end = rec.end_time.unwrap_or(rec.start_time);
         consider(add(end, secs(gcp::LATENESS_SECS)), "gcp.lateness", false);
     }
@@ -384,7 +407,8 @@ pub(crate) fn time_warnings(
     out: &mut Vec<Finding>,
 ) {
     let margin = settings.warning_margin.0;
-    let d = deadline(rec, contract, settings, now);
+    // Only a hard deadline makes the record out of bounds; Google's lateness is its own warning.
+    let d = hard_deadline(rec, contract, settings, now);
     if rec.marketplace == Marketplace::Gcp {
         if let Some(end) = rec.end_time {
             let late = add(end, secs(gcp::LATENESS_SECS));
@@ -405,7 +429,7 @@ pub(crate) fn time_warnings(
             }
         }
     }
-    if now <= d.at && d.at != DateTime::<Utc>::MAX_UTC && add(d.at, -margin) <= now {
+    if let Some(d) = d.filter(|d| now <= d.at && add(d.at, -margin) <= now) {
         out.push(
             Finding::new(
                 Code::WindowClosing,

@@ -50,11 +50,12 @@ fn product_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '-' | '/' | '=' | ':' | '_' | '.' | '@')
 }
 
-/// `^[a-zA-Z0-9+ -=._:\/@]+$` from A1, read literally: ` -=` is the range from space to `=`.
+/// `^[a-zA-Z0-9+ -=._:\/@]+$` from A1, read literally: ` -=` is the range from space to `=`,
+/// and `\/` is an escaped `/` (a backslash is not allowed).
 fn tag_char(c: char) -> bool {
     c.is_ascii_alphanumeric()
         || (' '..='=').contains(&c)
-        || matches!(c, '+' | '.' | '_' | ':' | '\\' | '/' | '@')
+        || matches!(c, '+' | '.' | '_' | ':' | '/' | '@')
 }
 
 /// `ProductCode` length and pattern.
@@ -81,15 +82,18 @@ pub(crate) fn check_product(rec: &UsageRecord, out: &mut Vec<Finding>) {
 /// Dimension name length.
 pub(crate) fn check_dimension_form(rec: &UsageRecord, out: &mut Vec<Finding>) {
     if rec.dimension.chars().count() > MAX_DIMENSION_CHARS {
-        out.push(Finding::new(
-            Code::InvalidUsageDimension,
-            "aws.dimension",
-            Some("dimension"),
-            format!(
-                "dimension is {} characters; AWS allows at most {MAX_DIMENSION_CHARS}",
-                rec.dimension.chars().count()
-            ),
-        ));
+        out.push(
+            Finding::new(
+                Code::InvalidUsageDimension,
+                "aws.dimension",
+                Some("dimension"),
+                format!(
+                    "dimension is {} characters; AWS allows at most {MAX_DIMENSION_CHARS}",
+                    rec.dimension.chars().count()
+                ),
+            )
+            .hint("use the dimension's API name from the product listing (1..255 characters)".into()),
+        );
     }
 }
 
@@ -109,15 +113,18 @@ pub(crate) fn check_identity(c: &Contract, out: &mut Vec<Finding>) {
     }
     if let Some(id) = &c.customer_identifier {
         if id.is_empty() || id.chars().count() > MAX_CUSTOMER_CHARS {
-            out.push(Finding::new(
-                Code::InvalidCustomerIdentifier,
-                rule,
-                Some("customer"),
-                format!(
-                    "customer_identifier {} must be 1..=255 characters",
-                    shown(id)
-                ),
-            ));
+            out.push(
+                Finding::new(
+                    Code::InvalidCustomerIdentifier,
+                    rule,
+                    Some("customer"),
+                    format!(
+                        "customer_identifier {} must be 1..=255 characters",
+                        shown(id)
+                    ),
+                )
+                .hint("use the CustomerIdentifier that ResolveCustomer returned".into()),
+            );
         }
     }
     if let Some(acct) = &c.aws_account_id {
@@ -239,10 +246,17 @@ pub(crate) fn check_allocations(rec: &UsageRecord, allocs: &[Allocation], out: &
         )
     };
     if allocs.is_empty() || allocs.len() > MAX_ALLOCATIONS {
-        out.push(bad(format!(
-            "{} allocations; AWS takes 1..={MAX_ALLOCATIONS}",
-            allocs.len()
-        )));
+        out.push(
+            bad(format!(
+                "{} allocations; AWS takes 1..={MAX_ALLOCATIONS}",
+                allocs.len()
+            ))
+            .hint(if allocs.is_empty() {
+                "leave allocations out, or give at least one".to_owned()
+            } else {
+                format!("merge allocations into at most {MAX_ALLOCATIONS} tag sets")
+            }),
+        );
         return;
     }
     let mut sum = Decimal::ZERO;
@@ -253,22 +267,31 @@ pub(crate) fn check_allocations(rec: &UsageRecord, allocs: &[Allocation], out: &
             || a.quantity.fract() != Decimal::ZERO
             || a.quantity > Decimal::from(MAX_QUANTITY)
         {
-            out.push(bad(format!(
-                "allocation {i} has quantity {}; each must be an integer 0..={MAX_QUANTITY}",
-                a.quantity
-            )));
+            out.push(
+                bad(format!(
+                    "allocation {i} has quantity {}; each must be an integer 0..={MAX_QUANTITY}",
+                    a.quantity
+                ))
+                .hint(format!(
+                    "use a whole number for allocation {i}, e.g. {}",
+                    a.quantity.trunc().max(Decimal::ZERO).min(Decimal::from(MAX_QUANTITY))
+                )),
+            );
         }
         sum = sum.saturating_add(a.quantity);
         if a.tags.len() > MAX_TAGS {
-            out.push(Finding::new(
-                Code::InvalidTag,
-                rule,
-                Some("allocations"),
-                format!(
-                    "allocation {i} has {} tags; AWS allows at most {MAX_TAGS}",
-                    a.tags.len()
-                ),
-            ));
+            out.push(
+                Finding::new(
+                    Code::InvalidTag,
+                    rule,
+                    Some("allocations"),
+                    format!(
+                        "allocation {i} has {} tags; AWS allows at most {MAX_TAGS}",
+                        a.tags.len()
+                    ),
+                )
+                .hint(format!("keep at most {MAX_TAGS} tags per allocation")),
+            );
         }
         for t in &a.tags {
             let key_ok = (1..=MAX_TAG_KEY_CHARS).contains(&t.key.chars().count())
@@ -337,6 +360,6 @@ mod tests {
     #[test]
     fn tag_chars_follow_the_literal_pattern() {
         assert!(tag_char(' ') && tag_char('#') && tag_char('=') && tag_char('@'));
-        assert!(!tag_char('>') && !tag_char('é') && !tag_char('\n'));
+        assert!(!tag_char('>') && !tag_char('é') && !tag_char('\n') && !tag_char('\\'));
     }
 }

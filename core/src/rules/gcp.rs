@@ -70,6 +70,18 @@ pub(crate) fn metric_name<'r>(rec: &'r UsageRecord, out: &mut Vec<Finding>) -> O
     match rec.dimension.split_once('/') {
         None => Some(&rec.dimension),
         Some((service, metric)) if service == rec.product && !metric.is_empty() => Some(metric),
+        Some((service, _)) if service == rec.product => {
+            out.push(
+                Finding::new(
+                    Code::InvalidUsageDimension,
+                    "gcp.metric",
+                    Some("dimension"),
+                    format!("metric {} has no name after the service", shown(&rec.dimension)),
+                )
+                .hint(format!("use {}/<metric>", rec.product)),
+            );
+            None
+        }
         Some((service, _)) => {
             out.push(
                 Finding::new(
@@ -109,12 +121,18 @@ pub(crate) fn check_quantity(rec: &UsageRecord, dim: Option<&Dimension>, out: &m
                 .hint(format!("send {} and carry {} into the next interval, or declare the metric type decimal", q.trunc(), q.fract())),
             );
         } else if q > Decimal::from(i64::MAX) {
-            out.push(Finding::new(
-                Code::InvalidQuantity,
-                "gcp.metric",
-                Some("quantity"),
-                format!("quantity {q} does not fit an int64"),
-            ));
+            out.push(
+                Finding::new(
+                    Code::InvalidQuantity,
+                    "gcp.metric",
+                    Some("quantity"),
+                    format!("quantity {q} does not fit an int64"),
+                )
+                .hint(format!(
+                    "at most {} per int64 metric value: use a larger unit or declare the metric type decimal",
+                    i64::MAX
+                )),
+            );
         }
     }
 }

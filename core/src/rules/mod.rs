@@ -57,7 +57,8 @@ pub(crate) fn check<'c>(
     // Dimension.
     let mut dimension = None;
     if let Some(c) = c {
-        let name = if mp == Marketplace::Gcp {
+        // The exact name first (a contract may list Google metrics by their full name).
+        let name = if mp == Marketplace::Gcp && c.dimension(&rec.dimension).is_none() {
             gcp::metric_name(rec, out)
         } else {
             Some(rec.dimension.as_str())
@@ -116,25 +117,42 @@ pub(crate) fn check<'c>(
 }
 
 fn check_unit(q: Decimal, unit: Decimal, name: &str, out: &mut Vec<Finding>) {
-    if let Some(u) = to_units(q, unit) {
-        if !u.remainder.is_zero() {
-            let below = u.billable(unit).normalize();
-            out.push(
-                Finding::new(
-                    Code::InvalidQuantity,
-                    "all.unit",
-                    Some("quantity"),
-                    format!(
-                        "quantity {q} is not a whole multiple of {name}'s unit {}",
-                        unit.normalize()
-                    ),
-                )
-                .hint(format!(
-                    "nearest valid quantity: {below} (carry {} into the next hour)",
-                    u.remainder.normalize()
-                )),
-            );
-        }
+    let Some(u) = to_units(q, unit) else {
+        // Too many digits to split exactly: it cannot be shown to be a whole multiple.
+        out.push(
+            Finding::new(
+                Code::InvalidQuantity,
+                "all.unit",
+                Some("quantity"),
+                format!(
+                    "quantity {q} cannot be checked against {name}'s unit {}: too many digits",
+                    unit.normalize()
+                ),
+            )
+            .hint(format!(
+                "send a whole multiple of {} with fewer digits",
+                unit.normalize()
+            )),
+        );
+        return;
+    };
+    if !u.remainder.is_zero() {
+        let below = u.billable(unit).normalize();
+        out.push(
+            Finding::new(
+                Code::InvalidQuantity,
+                "all.unit",
+                Some("quantity"),
+                format!(
+                    "quantity {q} is not a whole multiple of {name}'s unit {}",
+                    unit.normalize()
+                ),
+            )
+            .hint(format!(
+                "nearest valid quantity: {below} (carry {} into the next hour)",
+                u.remainder.normalize()
+            )),
+        );
     }
 }
 
