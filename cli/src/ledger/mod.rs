@@ -1,0 +1,981 @@
+//! The submission ledger: a crash-safe record of everything `metergate submit` sends.
+//!
+//! One SQLite file (default `$METERGATE_LEDGER`, else `./metergate-ledger.sqlite`; `--ledger`
+//! overrides both). Every record is written **before** anything is sent, under a
+//! deterministic idempotency key: the marketplace's dedup key plus the quantity, e.g.
+//! `aws|prod-a1|cust-1|api_calls|2026-03-01T10:00:00Z|42` (AWS and Azure: the hour; Google: the
+//! interval). Each row moves through one state machine:
+//!
+//! ```text
+//!            claim              marketplace answer
+//! pending ─────────► sending ─────────────────────► accepted | rejected | duplicate | failed
+//!    ▲                  │  (retryable: stays in sending while backing off)
+//!    └──── requeue ─────┴── (a rejected or failed row submitted again, or `resume --retry-failed`)
+//! ```
+//!
+//! Every transition is one transaction, logged in `transitions`. The database runs in WAL
+//! mode with `synchronous=FULL`, so a committed transition survives a crash or power loss.
+//! Each row keeps the exact wire values (`wire`, JSON: timestamp, quantity, identity,
+//! allocations), so a row left in `pending` or `sending` by a crash is re-sent identically;
+//! the marketplace's idempotency makes the re-send safe.
+//!
+//! No secret is ever written here: rows hold usage, customer identities and the
+//! marketplace's answers only.
+//!
+//! Schema versions are kept in `PRAGMA user_version` and applied in order by [`Ledger::open`].
+
+pub mod report;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use metergate_core::time::{format_rfc3339, hour_floor, parse_rfc3339};
+use metergate_core::{HistoryEntry, Marketplace, UsageRecord};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+/// The environment variable that names the default ledger.
+pub const LEDGER_ENV: &str = "METERGATE_LEDGER";
+/// The ledger file used when neither `--ledger` nor `$METERGATE_LEDGER` is given.
+pub const DEFAULT_LEDGER: &str = "metergate-ledger.sqlite";
+
+/// Schema migrations, in order; version `n` is `MIGRATIONS[n - 1]`.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE records (
+    id                    INTEGER PRIMARY KEY,
+    idem_key              TEXT NOT NULL UNIQUE,
+    marketplace           TEXT NOT NULL,
+    product               TEXT NOT NULL,
+    customer              TEXT NOT NULL,
+    dimension             TEXT NOT NULL,
+    start_time            TEXT NOT NULL,
+    start_secs            INTEGER NOT NULL,
+    end_time              TEXT,
+    quantity              TEXT NOT NULL,
+    record_id             TEXT,
+    source                TEXT,
+    wire                  TEXT NOT NULL,
+    status                TEXT NOT NULL CHECK (status IN
+                              ('pending','sending','accepted','rejected','duplicate','failed')),
+    attempts              INTEGER NOT NULL DEFAULT 0,
+    answer                TEXT,
+    reason                TEXT,
+    marketplace_record_id TEXT,
+    created_at            TEXT NOT NULL,
+    updated_at            TEXT NOT NULL,
+    sent_at               TEXT,
+    finished_at           TEXT
+);
+CREATE INDEX records_status ON records(status);
+CREATE INDEX records_hour ON records(marketplace, product, customer, dimension, start_secs);
+CREATE TABLE transitions (
+    record      INTEGER NOT NULL REFERENCES records(id),
+    at          TEXT NOT NULL,
+    from_status TEXT,
+    to_status   TEXT NOT NULL,
+    note        TEXT
+);
+CREATE INDEX transitions_record ON transitions(record);
+"#];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// The ledger path: `--ledger`, else `$METERGATE_LEDGER`, else `./metergate-ledger.sqlite`.
+pub fn resolve_path(flag: Option<&Path>) -> PathBuf {
+    if let Some(p) = flag {
+        return p.to_path_buf();
+    }
+    match std::env::var_os(LEDGER_ENV) {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => PathBuf::from(DEFAULT_LEDGER),
+    }
+}
+
+/// Where a row is in the state machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Written, not yet handed to the marketplace.
+    Pending,
+    /// Handed to the marketplace (or about to be); the answer is not recorded yet.
+    Sending,
+    /// The marketplace took it (AWS `Success`).
+    Accepted,
+    /// The marketplace refused it, or it can no longer be sent.
+    Rejected,
+    /// The marketplace already had a record for this key with another quantity
+    /// (AWS `DuplicateRecord`).
+    Duplicate,
+    /// No definite answer after every retry. Submitting the record again, or
+    /// `metergate resume --retry-failed`, sends it again (safely: same key, same content).
+    Failed,
+}
+
+impl Status {
+    /// Every status, in state-machine order.
+    pub const ALL: [Status; 6] = [
+        Status::Pending,
+        Status::Sending,
+        Status::Accepted,
+        Status::Rejected,
+        Status::Duplicate,
+        Status::Failed,
+    ];
+
+    /// The lowercase name stored in the ledger.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Sending => "sending",
+            Status::Accepted => "accepted",
+            Status::Rejected => "rejected",
+            Status::Duplicate => "duplicate",
+            Status::Failed => "failed",
+        }
+    }
+
+    /// True for the end states.
+    pub fn is_final(self) -> bool {
+        !matches!(self, Status::Pending | Status::Sending)
+    }
+
+    /// True when the row's key may already be (or soon be) billed, so the core must treat a
+    /// new record with the same key as a duplicate.
+    pub fn counts_as_sent(self) -> bool {
+        matches!(
+            self,
+            Status::Pending | Status::Sending | Status::Accepted | Status::Duplicate
+        )
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Status, String> {
+        Status::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown status {s:?}; one of pending, sending, accepted, rejected, duplicate, failed"
+                )
+            })
+    }
+}
+
+/// Why the ledger cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// SQLite failed.
+    #[error("ledger {path}: {source}")]
+    Sqlite {
+        /// The ledger file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The file was written by a newer metergate.
+    #[error("ledger {path}: schema version {found} is newer than this metergate knows ({known}); upgrade metergate")]
+    TooNew {
+        /// The ledger file.
+        path: String,
+        /// Its `user_version`.
+        found: i64,
+        /// [`SCHEMA_VERSION`].
+        known: i64,
+    },
+    /// A read-only command was pointed at a file that does not exist.
+    #[error("ledger {path}: the ledger file does not exist (metergate submit creates it)")]
+    Missing {
+        /// The ledger file.
+        path: String,
+    },
+    /// A row holds a value this build cannot read.
+    #[error("ledger {path}: row {id}: {message}")]
+    Corrupt {
+        /// The ledger file.
+        path: String,
+        /// The row id.
+        id: i64,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A record to write before sending.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewRow {
+    /// The parsed record as the core accepted it.
+    pub record: UsageRecord,
+    /// Where it came from (`file:line`), for people.
+    pub source: Option<String>,
+    /// The exact values to put on the wire (marketplace-specific JSON), re-sent verbatim.
+    pub wire: serde_json::Value,
+}
+
+/// What [`Ledger::enqueue`] did with a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Enqueued {
+    /// A new row in `pending`.
+    New(i64),
+    /// An earlier `rejected` or `failed` row with the same key, back in `pending`.
+    Requeued(i64),
+    /// The key is already in the ledger in this state; nothing changed.
+    Existing(i64, Status),
+}
+
+/// One ledger row.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LedgerRow {
+    /// Row id.
+    pub id: i64,
+    /// The idempotency key.
+    pub idem_key: String,
+    /// Marketplace.
+    pub marketplace: Marketplace,
+    /// Product.
+    pub product: String,
+    /// The customer key (as in contracts and records).
+    pub customer: String,
+    /// Dimension.
+    pub dimension: String,
+    /// Usage start.
+    #[serde(serialize_with = "ser_time")]
+    pub start_time: DateTime<Utc>,
+    /// Google: usage end.
+    #[serde(serialize_with = "ser_time_opt")]
+    pub end_time: Option<DateTime<Utc>>,
+    /// Quantity.
+    pub quantity: Decimal,
+    /// The seller's record id.
+    pub record_id: Option<String>,
+    /// `file:line` of the input.
+    pub source: Option<String>,
+    /// The exact wire values.
+    pub wire: serde_json::Value,
+    /// State.
+    pub status: Status,
+    /// How many calls carried it.
+    pub attempts: i64,
+    /// The marketplace's answer (`Success`, `CustomerNotSubscribed`, an error code, ...).
+    pub answer: Option<String>,
+    /// Why it ended as it did, in words.
+    pub reason: Option<String>,
+    /// The marketplace's id for the record (AWS `MeteringRecordId`).
+    pub marketplace_record_id: Option<String>,
+    /// When the row was written.
+    pub created_at: String,
+    /// Last change.
+    pub updated_at: String,
+    /// When it was last handed to the marketplace.
+    pub sent_at: Option<String>,
+    /// When it reached its end state.
+    pub finished_at: Option<String>,
+}
+
+fn ser_time<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_rfc3339(*t))
+}
+
+fn ser_time_opt<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&format_rfc3339(*t)),
+        None => s.serialize_none(),
+    }
+}
+
+impl LedgerRow {
+    /// The row as a core record (for batching and deadlines).
+    pub fn usage_record(&self) -> UsageRecord {
+        UsageRecord {
+            marketplace: self.marketplace,
+            product: self.product.clone(),
+            customer: self.customer.clone(),
+            dimension: self.dimension.clone(),
+            quantity: self.quantity,
+            start_time: self.start_time,
+            end_time: self.end_time,
+            record_id: self.record_id.clone(),
+            plan: None,
+            allocations: None,
+            attributes: Default::default(),
+        }
+    }
+
+    /// The row as dedup history for the core.
+    pub fn history_entry(&self) -> HistoryEntry {
+        HistoryEntry {
+            marketplace: self.marketplace,
+            product: self.product.clone(),
+            customer: self.customer.clone(),
+            dimension: self.dimension.clone(),
+            start_time: self.start_time,
+            end_time: self.end_time,
+            quantity: self.quantity,
+        }
+    }
+}
+
+/// The end of one row's trip: its final state and what the marketplace said.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// An end state (never `pending` or `sending`).
+    pub status: Status,
+    /// The marketplace's answer code, or `metergate` when metergate decided.
+    pub answer: Option<String>,
+    /// Why, in words.
+    pub reason: Option<String>,
+    /// The marketplace's record id.
+    pub marketplace_record_id: Option<String>,
+}
+
+/// Filters for [`Ledger::list`]. Times filter on the usage start time.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// Only this state.
+    pub status: Option<Status>,
+    /// Only this marketplace.
+    pub marketplace: Option<Marketplace>,
+    /// Only this customer key.
+    pub customer: Option<String>,
+    /// Usage at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Usage before.
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// The idempotency key: the marketplace's dedup key plus the quantity.
+///
+/// AWS and Azure deduplicate per customer, dimension and hour, so the key holds the hour;
+/// Google holds the exact interval. The quantity is normalised (`5.0` and `5` are one key).
+pub fn idempotency_key(r: &UsageRecord) -> String {
+    let when = match r.marketplace {
+        Marketplace::Aws | Marketplace::Azure => format_rfc3339(hour_floor(r.start_time)),
+        Marketplace::Gcp => format!(
+            "{}/{}",
+            format_rfc3339(r.start_time),
+            r.end_time.map(format_rfc3339).unwrap_or_default()
+        ),
+    };
+    format!(
+        "{}|{}|{}|{}|{}|{}",
+        r.marketplace,
+        r.product,
+        r.customer,
+        r.dimension,
+        when,
+        r.quantity.normalize()
+    )
+}
+
+fn now_text() -> String {
+    format_rfc3339(Utc::now())
+}
+
+/// One logged transition: `(at, from, to, note)`.
+pub type Transition = (String, Option<String>, String, Option<String>);
+
+/// An open ledger.
+pub struct Ledger {
+    conn: Connection,
+    path: String,
+}
+
+const COLUMNS: &str = "id, idem_key, marketplace, product, customer, dimension, start_time, \
+    end_time, quantity, record_id, source, wire, status, attempts, answer, reason, \
+    marketplace_record_id, created_at, updated_at, sent_at, finished_at";
+
+impl Ledger {
+    /// Opens (creating when missing) the ledger at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
+        let name = path.display().to_string();
+        let conn = Connection::open(path).map_err(|source| LedgerError::Sqlite {
+            path: name.clone(),
+            source,
+        })?;
+        let mut ledger = Ledger { conn, path: name };
+        ledger.configure()?;
+        ledger.migrate()?;
+        Ok(ledger)
+    }
+
+    /// Opens an existing ledger; a missing file is an error (for read-only commands).
+    pub fn open_existing(path: &Path) -> Result<Ledger, LedgerError> {
+        if !path.exists() {
+            return Err(LedgerError::Missing {
+                path: path.display().to_string(),
+            });
+        }
+        Ledger::open(path)
+    }
+
+    /// The path as given.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> LedgerError + '_ {
+        move |source| LedgerError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn configure(&mut self) -> Result<(), LedgerError> {
+        let e = |source| LedgerError::Sqlite {
+            path: self.path.clone(),
+            source,
+        };
+        self.conn
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(e)?;
+        // WAL: readers never block the writer; FULL: a commit is on disk before it returns.
+        let mode: String = self
+            .conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(e)?;
+        if !mode.eq_ignore_ascii_case("wal") && !mode.eq_ignore_ascii_case("memory") {
+            return Err(LedgerError::Sqlite {
+                path: self.path.clone(),
+                source: rusqlite::Error::InvalidParameterName(format!(
+                    "cannot switch to WAL mode (got {mode})"
+                )),
+            });
+        }
+        self.conn
+            .execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+            .map_err(e)?;
+        Ok(())
+    }
+
+    fn migrate(&mut self) -> Result<(), LedgerError> {
+        let path = self.path.clone();
+        let e = |source| LedgerError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(e)?;
+        let version: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(e)?;
+        if version > SCHEMA_VERSION {
+            return Err(LedgerError::TooNew {
+                path,
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.execute_batch(sql).map_err(e)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+                .map_err(e)?;
+        }
+        tx.commit().map_err(e)
+    }
+
+    /// The schema version of the open file.
+    pub fn schema_version(&self) -> Result<i64, LedgerError> {
+        self.conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(self.err())
+    }
+
+    fn write_tx(&mut self) -> Result<Transaction<'_>, LedgerError> {
+        let path = self.path.clone();
+        self.conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|source| LedgerError::Sqlite { path, source })
+    }
+
+    /// Writes records as `pending`, all in one transaction, before anything is sent. A key
+    /// already in the ledger is left alone, unless its row ended `rejected` or `failed`: then
+    /// it goes back to `pending` with the new wire values (a deliberate second try).
+    pub fn enqueue(&mut self, rows: &[NewRow]) -> Result<Vec<Enqueued>, LedgerError> {
+        let path = self.path.clone();
+        let e = |source| LedgerError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let now = now_text();
+        let tx = self.write_tx()?;
+        let mut out = Vec::with_capacity(rows.len());
+        {
+            let mut find = tx
+                .prepare_cached("SELECT id, status FROM records WHERE idem_key = ?1")
+                .map_err(e)?;
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO records (idem_key, marketplace, product, customer, dimension, \
+                     start_time, start_secs, end_time, quantity, record_id, source, wire, status, \
+                     created_at, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'pending', ?13, ?13)",
+                )
+                .map_err(e)?;
+            let mut requeue = tx
+                .prepare_cached(
+                    "UPDATE records SET status = 'pending', wire = ?2, source = ?3, \
+                     record_id = ?4, updated_at = ?5, finished_at = NULL WHERE id = ?1",
+                )
+                .map_err(e)?;
+            let mut log = tx
+                .prepare_cached(
+                    "INSERT INTO transitions (record, at, from_status, to_status, note) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(e)?;
+            for row in rows {
+                let r = &row.record;
+                let key = idempotency_key(r);
+                let wire = row.wire.to_string();
+                let existing: Option<(i64, String)> = find
+                    .query_row([&key], |x| Ok((x.get(0)?, x.get(1)?)))
+                    .optional()
+                    .map_err(e)?;
+                match existing {
+                    None => {
+                        insert
+                            .execute(params![
+                                key,
+                                r.marketplace.as_str(),
+                                r.product,
+                                r.customer,
+                                r.dimension,
+                                format_rfc3339(r.start_time),
+                                r.start_time.timestamp(),
+                                r.end_time.map(format_rfc3339),
+                                r.quantity.normalize().to_string(),
+                                r.record_id,
+                                row.source,
+                                wire,
+                                now,
+                            ])
+                            .map_err(e)?;
+                        let id = tx.last_insert_rowid();
+                        log.execute(params![id, now, None::<String>, "pending", "written"])
+                            .map_err(e)?;
+                        out.push(Enqueued::New(id));
+                    }
+                    Some((id, status)) => {
+                        let status = parse_status(&path, id, &status)?;
+                        if matches!(status, Status::Rejected | Status::Failed) {
+                            requeue
+                                .execute(params![id, wire, row.source, r.record_id, now])
+                                .map_err(e)?;
+                            log.execute(params![
+                                id,
+                                now,
+                                status.as_str(),
+                                "pending",
+                                "submitted again"
+                            ])
+                            .map_err(e)?;
+                            out.push(Enqueued::Requeued(id));
+                        } else {
+                            out.push(Enqueued::Existing(id, status));
+                        }
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(e)?;
+        Ok(out)
+    }
+
+    /// Moves rows to `sending` (from `pending` or `sending`) and counts the attempt, in one
+    /// transaction, right before the call that carries them.
+    pub fn claim(&mut self, ids: &[i64]) -> Result<(), LedgerError> {
+        let path = self.path.clone();
+        let e = |source| LedgerError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let now = now_text();
+        let tx = self.write_tx()?;
+        {
+            let mut get = tx
+                .prepare_cached("SELECT status FROM records WHERE id = ?1")
+                .map_err(e)?;
+            let mut set = tx
+                .prepare_cached(
+                    "UPDATE records SET status = 'sending', attempts = attempts + 1, \
+                     sent_at = ?2, updated_at = ?2 WHERE id = ?1",
+                )
+                .map_err(e)?;
+            let mut log = tx
+                .prepare_cached(
+                    "INSERT INTO transitions (record, at, from_status, to_status, note) \
+                     VALUES (?1, ?2, ?3, 'sending', NULL)",
+                )
+                .map_err(e)?;
+            for id in ids {
+                let status: String = get.query_row([id], |r| r.get(0)).map_err(e)?;
+                let status = parse_status(&path, *id, &status)?;
+                if status.is_final() {
+                    return Err(LedgerError::Corrupt {
+                        path: path.clone(),
+                        id: *id,
+                        message: format!("cannot send a row that is already {status}"),
+                    });
+                }
+                set.execute(params![id, now]).map_err(e)?;
+                if status != Status::Sending {
+                    log.execute(params![id, now, status.as_str()]).map_err(e)?;
+                }
+            }
+        }
+        tx.commit().map_err(e)
+    }
+
+    /// Records end states, all in one transaction. Rows not in `pending`/`sending` are left
+    /// alone (an end state is never overwritten).
+    pub fn finish(&mut self, outcomes: &[(i64, Outcome)]) -> Result<(), LedgerError> {
+        let path = self.path.clone();
+        let e = |source| LedgerError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let now = now_text();
+        let tx = self.write_tx()?;
+        {
+            let mut get = tx
+                .prepare_cached("SELECT status FROM records WHERE id = ?1")
+                .map_err(e)?;
+            let mut set = tx
+                .prepare_cached(
+                    "UPDATE records SET status = ?2, answer = ?3, reason = ?4, \
+                     marketplace_record_id = COALESCE(?5, marketplace_record_id), \
+                     updated_at = ?6, finished_at = ?6 WHERE id = ?1",
+                )
+                .map_err(e)?;
+            let mut log = tx
+                .prepare_cached(
+                    "INSERT INTO transitions (record, at, from_status, to_status, note) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(e)?;
+            for (id, o) in outcomes {
+                if !o.status.is_final() {
+                    return Err(LedgerError::Corrupt {
+                        path: path.clone(),
+                        id: *id,
+                        message: format!("{} is not an end state", o.status),
+                    });
+                }
+                let from: Option<String> =
+                    get.query_row([id], |r| r.get(0)).optional().map_err(e)?;
+                let Some(from) = from else { continue };
+                if parse_status(&path, *id, &from)?.is_final() {
+                    continue;
+                }
+                set.execute(params![
+                    id,
+                    o.status.as_str(),
+                    o.answer,
+                    o.reason,
+                    o.marketplace_record_id,
+                    now
+                ])
+                .map_err(e)?;
+                log.execute(params![id, now, from, o.status.as_str(), o.answer])
+                    .map_err(e)?;
+            }
+        }
+        tx.commit().map_err(e)
+    }
+
+    /// Puts `failed` rows back in `pending` (for `resume --retry-failed`). Returns how many.
+    pub fn requeue_failed(&mut self) -> Result<usize, LedgerError> {
+        let path = self.path.clone();
+        let e = |source| LedgerError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let now = now_text();
+        let tx = self.write_tx()?;
+        tx.execute(
+            "INSERT INTO transitions (record, at, from_status, to_status, note) \
+             SELECT id, ?1, 'failed', 'pending', 'retry failed' FROM records WHERE status = 'failed'",
+            [&now],
+        )
+        .map_err(e)?;
+        let n = tx
+            .execute(
+                "UPDATE records SET status = 'pending', updated_at = ?1, finished_at = NULL \
+                 WHERE status = 'failed'",
+                [&now],
+            )
+            .map_err(e)?;
+        tx.commit().map_err(e)?;
+        Ok(n)
+    }
+
+    /// Rows still to send (`pending` and `sending`), oldest first.
+    pub fn unfinished(&self) -> Result<Vec<LedgerRow>, LedgerError> {
+        self.query(
+            &format!(
+                "SELECT {COLUMNS} FROM records WHERE status IN ('pending', 'sending') ORDER BY id"
+            ),
+            &[],
+        )
+    }
+
+    /// Rows by id, in the order given (missing ids are skipped).
+    pub fn rows(&self, ids: &[i64]) -> Result<Vec<LedgerRow>, LedgerError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let mut v = self.query(
+                &format!("SELECT {COLUMNS} FROM records WHERE id = ?1"),
+                &[&id as &dyn rusqlite::ToSql],
+            )?;
+            out.append(&mut v);
+        }
+        Ok(out)
+    }
+
+    /// Rows matching a filter, oldest first.
+    pub fn list(&self, f: &Filter) -> Result<Vec<LedgerRow>, LedgerError> {
+        let mut sql = format!("SELECT {COLUMNS} FROM records WHERE 1 = 1");
+        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        if let Some(s) = f.status {
+            args.push(Box::new(s.as_str()));
+            sql.push_str(&format!(" AND status = ?{}", args.len()));
+        }
+        if let Some(m) = f.marketplace {
+            args.push(Box::new(m.as_str()));
+            sql.push_str(&format!(" AND marketplace = ?{}", args.len()));
+        }
+        if let Some(c) = &f.customer {
+            args.push(Box::new(c.clone()));
+            sql.push_str(&format!(" AND customer = ?{}", args.len()));
+        }
+        if let Some(t) = f.since {
+            args.push(Box::new(t.timestamp()));
+            sql.push_str(&format!(" AND start_secs >= ?{}", args.len()));
+        }
+        if let Some(t) = f.until {
+            // start_secs is whole seconds; a fractional `until` still excludes its own second
+            // only when the record starts at or after it.
+            let secs = t.timestamp() + i64::from(t.timestamp_subsec_nanos() > 0);
+            args.push(Box::new(secs));
+            sql.push_str(&format!(" AND start_secs < ?{}", args.len()));
+        }
+        sql.push_str(" ORDER BY id");
+        let refs: Vec<&dyn rusqlite::ToSql> = args.iter().map(|b| b.as_ref()).collect();
+        self.query(&sql, &refs)
+    }
+
+    /// Dedup history for the core: every row whose key may be billed (`pending`, `sending`,
+    /// `accepted`, `duplicate`).
+    pub fn history(&self) -> Result<Vec<HistoryEntry>, LedgerError> {
+        Ok(self
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM records \
+                     WHERE status IN ('pending', 'sending', 'accepted', 'duplicate') ORDER BY id"
+                ),
+                &[],
+            )?
+            .iter()
+            .map(LedgerRow::history_entry)
+            .collect())
+    }
+
+    /// True when the ledger holds usage that counts (pending, sending, accepted or duplicate)
+    /// for this key within the hour that starts at `hour`.
+    pub fn has_usage_in_hour(
+        &self,
+        marketplace: Marketplace,
+        product: &str,
+        customer: &str,
+        dimension: &str,
+        hour: DateTime<Utc>,
+    ) -> Result<bool, LedgerError> {
+        let start = hour_floor(hour).timestamp();
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM records WHERE marketplace = ?1 AND product = ?2 \
+                 AND customer = ?3 AND dimension = ?4 AND start_secs >= ?5 AND start_secs < ?6 \
+                 AND status IN ('pending', 'sending', 'accepted', 'duplicate'))",
+                params![
+                    marketplace.as_str(),
+                    product,
+                    customer,
+                    dimension,
+                    start,
+                    start + 3600
+                ],
+                |r| r.get::<_, bool>(0),
+            )
+            .map_err(self.err())
+    }
+
+    /// Row counts per state.
+    pub fn counts(&self) -> Result<Vec<(Status, u64)>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT status, COUNT(*) FROM records GROUP BY status")
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(self.err())?;
+        let mut out: Vec<(Status, u64)> = Status::ALL.iter().map(|s| (*s, 0)).collect();
+        for row in rows {
+            let (s, n) = row.map_err(self.err())?;
+            let s = parse_status(&self.path, 0, &s)?;
+            if let Some(slot) = out.iter_mut().find(|(x, _)| *x == s) {
+                slot.1 = n.max(0) as u64;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The transitions of one row: `(at, from, to, note)`, oldest first.
+    pub fn transitions(&self, id: i64) -> Result<Vec<Transition>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT at, from_status, to_status, note FROM transitions WHERE record = ?1 \
+                 ORDER BY rowid",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .map_err(self.err())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
+    }
+
+    fn query(
+        &self,
+        sql: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<LedgerRow>, LedgerError> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(self.err())?;
+        let raw = stmt
+            .query_map(args, |r| {
+                Ok(RawRow {
+                    id: r.get(0)?,
+                    idem_key: r.get(1)?,
+                    marketplace: r.get(2)?,
+                    product: r.get(3)?,
+                    customer: r.get(4)?,
+                    dimension: r.get(5)?,
+                    start_time: r.get(6)?,
+                    end_time: r.get(7)?,
+                    quantity: r.get(8)?,
+                    record_id: r.get(9)?,
+                    source: r.get(10)?,
+                    wire: r.get(11)?,
+                    status: r.get(12)?,
+                    attempts: r.get(13)?,
+                    answer: r.get(14)?,
+                    reason: r.get(15)?,
+                    marketplace_record_id: r.get(16)?,
+                    created_at: r.get(17)?,
+                    updated_at: r.get(18)?,
+                    sent_at: r.get(19)?,
+                    finished_at: r.get(20)?,
+                })
+            })
+            .map_err(self.err())?;
+        let mut out = Vec::new();
+        for r in raw {
+            let r = r.map_err(self.err())?;
+            out.push(r.into_row(&self.path)?);
+        }
+        Ok(out)
+    }
+}
+
+struct RawRow {
+    id: i64,
+    idem_key: String,
+    marketplace: String,
+    product: String,
+    customer: String,
+    dimension: String,
+    start_time: String,
+    end_time: Option<String>,
+    quantity: String,
+    record_id: Option<String>,
+    source: Option<String>,
+    wire: String,
+    status: String,
+    attempts: i64,
+    answer: Option<String>,
+    reason: Option<String>,
+    marketplace_record_id: Option<String>,
+    created_at: String,
+    updated_at: String,
+    sent_at: Option<String>,
+    finished_at: Option<String>,
+}
+
+fn parse_status(path: &str, id: i64, s: &str) -> Result<Status, LedgerError> {
+    s.parse().map_err(|message| LedgerError::Corrupt {
+        path: path.to_owned(),
+        id,
+        message,
+    })
+}
+
+impl RawRow {
+    fn into_row(self, path: &str) -> Result<LedgerRow, LedgerError> {
+        let id = self.id;
+        let bad = |message: String| LedgerError::Corrupt {
+            path: path.to_owned(),
+            id,
+            message,
+        };
+        let time =
+            |s: &str, what: &str| parse_rfc3339(s).map_err(|e| bad(format!("{what} {s:?} {e}")));
+        Ok(LedgerRow {
+            id,
+            marketplace: Marketplace::parse(&self.marketplace)
+                .ok_or_else(|| bad(format!("unknown marketplace {:?}", self.marketplace)))?,
+            start_time: time(&self.start_time, "start_time")?,
+            end_time: self
+                .end_time
+                .as_deref()
+                .map(|s| time(s, "end_time"))
+                .transpose()?,
+            quantity: Decimal::from_str(&self.quantity)
+                .map_err(|e| bad(format!("quantity {:?}: {e}", self.quantity)))?,
+            wire: serde_json::from_str(&self.wire).map_err(|e| bad(format!("wire: {e}")))?,
+            status: parse_status(path, id, &self.status)?,
+            idem_key: self.idem_key,
+            product: self.product,
+            customer: self.customer,
+            dimension: self.dimension,
+            record_id: self.record_id,
+            source: self.source,
+            attempts: self.attempts,
+            answer: self.answer,
+            reason: self.reason,
+            marketplace_record_id: self.marketplace_record_id,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            sent_at: self.sent_at,
+            finished_at: self.finished_at,
+        })
+    }
+}
+
+/// The dedup history in the ledger at `path`, for `metergate check --ledger PATH`: rows in
+/// `pending`, `sending`, `accepted` or `duplicate`. A missing file is an error.
+pub fn load_history(path: &Path) -> Result<Vec<HistoryEntry>, LedgerError> {
+    Ledger::open_existing(path)?.history()
+}
