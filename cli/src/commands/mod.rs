@@ -1,0 +1,10 @@
+//! The subcommands.
+
+pub mod aggregate;
+pub mod check;
+pub mod deadlines;
+pub mod explain;
+pub mod heartbeat;
+pub mod ledger;
+pub mod resume;
+pub mod submit;

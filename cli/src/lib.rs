@@ -1,0 +1,78 @@
+//! # metergate (CLI)
+//!
+//! The command-line front of [`metergate_core`]: `check`, `explain` and `aggregate`. The
+//! pieces other commands reuse are public: [`input`] (streaming CSV / JSON / JSON Lines
+//! readers with line numbers), [`config`] (contracts, settings, policies, "now" → a
+//! [`metergate_core::Validator`]), [`output`] (JSON Lines, text and CSV writers) and
+//! [`commands::check::Checker`] (judging rows in order with whole-input indices).
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod input;
+pub mod ledger;
+pub mod output;
+pub mod submit;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use error::{CliError, Location};
+
+/// Check and submit cloud-marketplace usage records before the marketplace rejects them.
+#[derive(Debug, Parser)]
+#[command(name = "metergate", version, about, long_about = None)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Judge usage records: exit 0 when all are accepted, 1 when any is rejected, 2 on a
+    /// usage or input error.
+    Check(commands::check::CheckArgs),
+    /// Explain a finding code: what it means, the rules behind it, how to fix it.
+    Explain(commands::explain::ExplainArgs),
+    /// Sum records into one per customer, dimension and hour (carrying unit remainders).
+    Aggregate(commands::aggregate::AggregateArgs),
+    /// Validate, write to the ledger, and send accepted records to the marketplace (AWS
+    /// BatchMeterUsage): exit 0 when all were accepted, 1 otherwise, 2 on an error.
+    Submit(commands::submit::SubmitArgs),
+    /// Send again what the ledger holds in pending or sending (after a crash).
+    Resume(commands::resume::ResumeArgs),
+    /// Show the submission ledger: list, export, summary.
+    Ledger(commands::ledger::LedgerArgs),
+    /// Send AWS zero-quantity records for dimensions without usage in an hour.
+    Heartbeat(commands::heartbeat::HeartbeatArgs),
+    /// List what must be sent before when: pending ledger rows and cancelled contracts.
+    Deadlines(commands::deadlines::DeadlinesArgs),
+}
+
+/// Runs the command line of this process.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Check(a) => commands::check::run(a),
+        Command::Explain(a) => commands::explain::run(a),
+        Command::Aggregate(a) => commands::aggregate::run(a),
+        Command::Submit(a) => commands::submit::run(a),
+        Command::Resume(a) => commands::resume::run(a),
+        Command::Ledger(a) => commands::ledger::run(a),
+        Command::Heartbeat(a) => commands::heartbeat::run(a),
+        Command::Deadlines(a) => commands::deadlines::run(a),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            if !e.is_broken_pipe() {
+                eprintln!("metergate: error: {e}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
