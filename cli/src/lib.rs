@@ -40,8 +40,9 @@ pub enum Command {
     Explain(commands::explain::ExplainArgs),
     /// Sum records into one per customer, dimension and hour (carrying unit remainders).
     Aggregate(commands::aggregate::AggregateArgs),
-    /// Validate, write to the ledger, and send accepted records to the marketplace (AWS
-    /// BatchMeterUsage): exit 0 when all were accepted, 1 otherwise, 2 on an error.
+    /// Validate, write to the ledger, and send accepted records to their marketplaces (AWS
+    /// BatchMeterUsage, Microsoft batchUsageEvent, Google Service Control): exit 0 when all
+    /// were accepted, 1 otherwise, 2 on an error.
     Submit(commands::submit::SubmitArgs),
     /// Send again what the ledger holds in pending or sending (after a crash).
     Resume(commands::resume::ResumeArgs),

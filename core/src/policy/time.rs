@@ -10,7 +10,9 @@
 //! `hour`, ..., `days_in_month()`, `end_of_month()`) read the time in its offset; comparisons
 //! and differences are by instant, whatever the offsets.
 
-use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate, SecondsFormat, TimeZone, Timelike, Utc};
+use chrono::{
+    DateTime, Datelike, Duration, FixedOffset, NaiveDate, SecondsFormat, TimeZone, Timelike, Utc,
+};
 use rhai::{Dynamic, Engine, EvalAltResult, ImmutableString, Position, INT};
 
 use crate::time::{format_rfc3339, human_duration, parse_rfc3339};
@@ -27,7 +29,10 @@ type Res<T> = Result<T, Box<EvalAltResult>>;
 
 /// A runtime error raised by a helper.
 pub(crate) fn script_error(message: impl Into<String>) -> Box<EvalAltResult> {
-    Box::new(EvalAltResult::ErrorRuntime(Dynamic::from(message.into()), Position::NONE))
+    Box::new(EvalAltResult::ErrorRuntime(
+        Dynamic::from(message.into()),
+        Position::NONE,
+    ))
 }
 
 impl Time {
@@ -85,7 +90,11 @@ pub(crate) fn parse_offset(s: &str) -> Option<FixedOffset> {
 }
 
 fn offset_arg(s: &str) -> Res<FixedOffset> {
-    parse_offset(s).ok_or_else(|| script_error(format!("{s:?} is not a UTC offset like \"+05:30\", \"-08:00\" or \"Z\"")))
+    parse_offset(s).ok_or_else(|| {
+        script_error(format!(
+            "{s:?} is not a UTC offset like \"+05:30\", \"-08:00\" or \"Z\""
+        ))
+    })
 }
 
 fn local(off: FixedOffset, y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> Res<Time> {
@@ -93,50 +102,83 @@ fn local(off: FixedOffset, y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> 
         .and_then(|date| date.and_hms_opt(h, mi, s))
         .and_then(|naive| off.from_local_datetime(&naive).single())
         .map(Time)
-        .ok_or_else(|| script_error(format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02} is not a valid date and time")))
+        .ok_or_else(|| {
+            script_error(format!(
+                "{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02} is not a valid date and time"
+            ))
+        })
 }
 
 fn time_at(y: INT, mo: INT, d: INT, h: INT, mi: INT, s: INT, off: &str) -> Res<Time> {
     let off = offset_arg(off)?;
     let small = |v: INT| u32::try_from(v).ok();
-    match (i32::try_from(y).ok().filter(|y| (1..=9999).contains(y)), small(mo), small(d), small(h), small(mi), small(s)) {
+    match (
+        i32::try_from(y).ok().filter(|y| (1..=9999).contains(y)),
+        small(mo),
+        small(d),
+        small(h),
+        small(mi),
+        small(s),
+    ) {
         (Some(y), Some(mo), Some(d), Some(h), Some(mi), Some(s)) => local(off, y, mo, d, h, mi, s),
-        _ => Err(script_error(format!("time_at({y}, {mo}, {d}, {h}, {mi}, {s}) is not a valid date and time"))),
+        _ => Err(script_error(format!(
+            "time_at({y}, {mo}, {d}, {h}, {mi}, {s}) is not a valid date and time"
+        ))),
     }
 }
 
 fn parse_time(s: &str) -> Res<Time> {
     // parse_rfc3339 is the core's strict reader; chrono's keeps the offset it was written in.
     match parse_rfc3339(s) {
-        Ok(utc) => Ok(DateTime::parse_from_rfc3339(s).map(Time).unwrap_or(Time::utc(utc))),
+        Ok(utc) => Ok(DateTime::parse_from_rfc3339(s)
+            .map(Time)
+            .unwrap_or(Time::utc(utc))),
         Err(e) => Err(script_error(format!("time({s:?}): {e}"))),
     }
 }
 
 fn span(n: INT, unit: &str, make: fn(i64) -> Option<Duration>) -> Res<Span> {
-    make(n).map(Span).ok_or_else(|| script_error(format!("{unit}({n}) is out of range")))
+    make(n)
+        .map(Span)
+        .ok_or_else(|| script_error(format!("{unit}({n}) is out of range")))
 }
 
 fn shift(t: Time, d: Duration) -> Res<Time> {
-    t.0.checked_add_signed(d).map(Time).ok_or_else(|| script_error("time arithmetic out of range"))
+    t.0.checked_add_signed(d)
+        .map(Time)
+        .ok_or_else(|| script_error("time arithmetic out of range"))
 }
 
 /// Registers `Time`, `Duration` and their functions.
 pub(crate) fn register(engine: &mut Engine) {
-    engine.register_type_with_name::<Time>("Time").register_type_with_name::<Span>("Duration");
+    engine
+        .register_type_with_name::<Time>("Time")
+        .register_type_with_name::<Span>("Duration");
 
     // Constructors.
     engine
         .register_fn("time", |s: &str| parse_time(s))
-        .register_fn("time_at", |y: INT, mo: INT, d: INT, h: INT, mi: INT| time_at(y, mo, d, h, mi, 0, "Z"))
-        .register_fn("time_at", |y: INT, mo: INT, d: INT, h: INT, mi: INT, off: &str| time_at(y, mo, d, h, mi, 0, off))
-        .register_fn("time_at", |y: INT, mo: INT, d: INT, h: INT, mi: INT, s: INT, off: &str| {
-            time_at(y, mo, d, h, mi, s, off)
+        .register_fn("time_at", |y: INT, mo: INT, d: INT, h: INT, mi: INT| {
+            time_at(y, mo, d, h, mi, 0, "Z")
         })
+        .register_fn(
+            "time_at",
+            |y: INT, mo: INT, d: INT, h: INT, mi: INT, off: &str| time_at(y, mo, d, h, mi, 0, off),
+        )
+        .register_fn(
+            "time_at",
+            |y: INT, mo: INT, d: INT, h: INT, mi: INT, s: INT, off: &str| {
+                time_at(y, mo, d, h, mi, s, off)
+            },
+        )
         .register_fn("days", |n: INT| span(n, "days", Duration::try_days))
         .register_fn("hours", |n: INT| span(n, "hours", Duration::try_hours))
-        .register_fn("minutes", |n: INT| span(n, "minutes", Duration::try_minutes))
-        .register_fn("seconds", |n: INT| span(n, "seconds", Duration::try_seconds));
+        .register_fn("minutes", |n: INT| {
+            span(n, "minutes", Duration::try_minutes)
+        })
+        .register_fn("seconds", |n: INT| {
+            span(n, "seconds", Duration::try_seconds)
+        });
 
     // Calendar fields, read in the time's own offset.
     engine
@@ -146,7 +188,9 @@ pub(crate) fn register(engine: &mut Engine) {
         .register_get("hour", |t: &mut Time| INT::from(t.0.hour()))
         .register_get("minute", |t: &mut Time| INT::from(t.0.minute()))
         .register_get("second", |t: &mut Time| INT::from(t.0.second()))
-        .register_get("weekday", |t: &mut Time| INT::from(t.0.weekday().number_from_monday()))
+        .register_get("weekday", |t: &mut Time| {
+            INT::from(t.0.weekday().number_from_monday())
+        })
         .register_get("unix", |t: &mut Time| t.0.timestamp())
         .register_get("offset", |t: &mut Time| {
             let secs = t.offset().local_minus_utc();
@@ -156,11 +200,17 @@ pub(crate) fn register(engine: &mut Engine) {
 
     // Views and calendar helpers.
     engine
-        .register_fn("in_offset", |t: &mut Time, off: &str| Ok::<_, Box<EvalAltResult>>(Time(t.0.with_timezone(&offset_arg(off)?))))
+        .register_fn("in_offset", |t: &mut Time, off: &str| {
+            Ok::<_, Box<EvalAltResult>>(Time(t.0.with_timezone(&offset_arg(off)?)))
+        })
         .register_fn("to_utc", |t: &mut Time| Time::utc(t.0.with_timezone(&Utc)))
         .register_fn("days_in_month", |t: &mut Time| -> Res<INT> {
             let (start, next) = (t.month_start(0)?, t.month_start(1)?);
-            Ok(next.0.date_naive().signed_duration_since(start.0.date_naive()).num_days())
+            Ok(next
+                .0
+                .date_naive()
+                .signed_duration_since(start.0.date_naive())
+                .num_days())
         })
         .register_fn("start_of_month", |t: &mut Time| t.month_start(0))
         .register_fn("end_of_month", |t: &mut Time| t.month_start(1))
@@ -185,10 +235,14 @@ pub(crate) fn register(engine: &mut Engine) {
 
     engine
         .register_fn("+", |a: Span, b: Span| {
-            a.0.checked_add(&b.0).map(Span).ok_or_else(|| script_error("duration out of range"))
+            a.0.checked_add(&b.0)
+                .map(Span)
+                .ok_or_else(|| script_error("duration out of range"))
         })
         .register_fn("-", |a: Span, b: Span| {
-            a.0.checked_sub(&b.0).map(Span).ok_or_else(|| script_error("duration out of range"))
+            a.0.checked_sub(&b.0)
+                .map(Span)
+                .ok_or_else(|| script_error("duration out of range"))
         })
         .register_fn("-", |a: Span| Span(-a.0))
         .register_fn("*", |a: Span, n: INT| {
@@ -219,8 +273,14 @@ mod tests {
 
     #[test]
     fn offsets() {
-        assert_eq!(parse_offset("+05:30").map(|o| o.local_minus_utc()), Some(19_800));
-        assert_eq!(parse_offset("-08:00").map(|o| o.local_minus_utc()), Some(-28_800));
+        assert_eq!(
+            parse_offset("+05:30").map(|o| o.local_minus_utc()),
+            Some(19_800)
+        );
+        assert_eq!(
+            parse_offset("-08:00").map(|o| o.local_minus_utc()),
+            Some(-28_800)
+        );
         assert_eq!(parse_offset("Z").map(|o| o.local_minus_utc()), Some(0));
         assert_eq!(parse_offset("+24:00"), None);
         assert_eq!(parse_offset("05:30"), None);
