@@ -405,7 +405,18 @@ impl CsvInput {
                 ),
             ));
         }
+        if raw.len() > metergate_core::parse::MAX_COLUMNS {
+            return Err(CliError::input(
+                at_header(),
+                format!(
+                    "the header has {} columns; the limit is {}",
+                    raw.len(),
+                    metergate_core::parse::MAX_COLUMNS
+                ),
+            ));
+        }
         let mut headers = Vec::with_capacity(raw.len());
+        let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
         for (i, h) in raw.iter().enumerate() {
             let h = std::str::from_utf8(h).map_err(|_| {
                 CliError::input(
@@ -417,7 +428,7 @@ impl CsvInput {
                 )
             })?;
             let h = h.trim_start_matches('\u{feff}').trim();
-            if let Some(first) = headers.iter().position(|x: &String| x == h) {
+            if let Some(&first) = seen.get(h) {
                 return Err(CliError::input(
                     at_header(),
                     format!(
@@ -428,6 +439,7 @@ impl CsvInput {
                     ),
                 ));
             }
+            seen.insert(h.to_owned(), i);
             headers.push(h.to_owned());
         }
         let columns: Vec<Column> = headers.iter().map(|h| column_of(h)).collect();

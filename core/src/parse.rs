@@ -18,6 +18,9 @@ use crate::time::{parse_rfc3339, TimeError};
 pub const RULE_FORM: &str = "all.form";
 /// Longest text accepted in any field, in bytes. Longer values are rejected, not truncated.
 pub const MAX_FIELD_BYTES: usize = 4096;
+/// Most columns a tabular input (CSV) may have: the record's fields plus attributes. Readers
+/// refuse a wider header as an input error instead of building thousands of attributes.
+pub const MAX_COLUMNS: usize = 1024;
 
 /// Parses a raw record. On failure returns every form finding (never an empty list).
 pub fn parse_record(raw: RawRecord) -> Result<UsageRecord, Vec<Finding>> {
