@@ -1,0 +1,249 @@
+// Types of the npm package "metergate" (handwritten from the Rust types of metergate-core;
+// checked by `tsc --noEmit` in wasm/test.sh). The JSON shapes are exactly the CLI's.
+
+/** `aws`, `azure` or `gcp`. */
+export type MarketplaceName = "aws" | "azure" | "gcp";
+
+/** A record field as given: a string, or a number (quantity). Empty, null and absent are missing. */
+export type FieldValue = string | number | null | undefined;
+
+/** One usage record as input. Fields that are not record fields become attributes (for policies). */
+export interface UsageRecordInput {
+  marketplace?: FieldValue;
+  product?: FieldValue;
+  customer?: FieldValue;
+  dimension?: FieldValue;
+  /** A number or a decimal string (`"12.5"`). */
+  quantity?: FieldValue;
+  /** RFC 3339 with an offset. */
+  start_time?: FieldValue;
+  /** Google only. */
+  end_time?: FieldValue;
+  record_id?: FieldValue;
+  /** Azure plan id. */
+  plan?: FieldValue;
+  /** AWS usage allocations: an array of {quantity, tags: [{key, value}]}, or its JSON text. */
+  allocations?: AllocationInput[] | string | null;
+  /** Extra fields, for policies. */
+  attributes?: Record<string, FieldValue>;
+  [attribute: string]: unknown;
+}
+
+export interface AllocationInput {
+  quantity: string | number;
+  tags?: { key: string; value: string }[];
+}
+
+export type ContractStatus = "pending" | "active" | "suspended" | "cancelled" | "ended";
+
+export interface DimensionInput {
+  name: string;
+  /** Billing unit: quantities must be whole multiples of it. */
+  unit?: string | number;
+  /** Google metric value type (default `int`). */
+  type?: "int" | "decimal";
+}
+
+/** One contract, as in the contracts JSON. */
+export interface ContractInput {
+  marketplace: MarketplaceName;
+  product: string;
+  customer: string;
+  status: ContractStatus;
+  starts_at: string;
+  ends_at?: string;
+  cancelled_at?: string;
+  plan?: string;
+  customer_identifier?: string;
+  aws_account_id?: string;
+  license_arn?: string;
+  resource_id?: string;
+  resource_uri?: string;
+  usage_reporting_id?: string;
+  dimensions?: DimensionInput[];
+}
+
+/** Settings (the CLI's metergate.toml as JSON). */
+export interface Settings {
+  aws?: { lookback?: "6h" | "24h" };
+  /** How long before a deadline `window-closing` warns: `30m`, `2h`, `90s`, `1d`. */
+  warning_margin?: string;
+  /** Parameters per policy name. */
+  params?: Record<string, unknown>;
+}
+
+/** A rhai policy: its source (named policy0, policy1, ... by position) or a named source. */
+export type PolicyInput = string | { name: string; source: string };
+
+/** A key already submitted (from a ledger), so that re-sends are caught. */
+export interface HistoryEntry {
+  marketplace: MarketplaceName;
+  product: string;
+  customer: string;
+  dimension: string;
+  start_time: string;
+  end_time?: string;
+  quantity: string | number;
+}
+
+export interface ValidatorOptions {
+  policies?: PolicyInput[];
+  settings?: Settings;
+}
+
+export interface ValidateOptions extends ValidatorOptions {
+  /** RFC 3339; default: the current time. */
+  now?: string;
+  history?: HistoryEntry[];
+}
+
+export type Severity = "error" | "warning";
+
+export interface Finding {
+  /** Stable code (`invalid-quantity`, ...) or a policy's own code. */
+  code: string;
+  severity: Severity;
+  /** The record field at fault. */
+  field: string | null;
+  message: string;
+  hint: string | null;
+  /** Rule id (`aws.lookback`, ...) or `policy:<name>`. */
+  rule: string;
+}
+
+export interface Verdict {
+  /** 0-based position in the input. */
+  index: number;
+  record_id: string | null;
+  verdict: "accepted" | "rejected";
+  findings: Finding[];
+}
+
+export interface CsvVerdict extends Verdict {
+  /** 1-based line of the file where the row starts (the header is line 1). */
+  line: number;
+}
+
+export interface Summary {
+  records: number;
+  accepted: number;
+  rejected: number;
+  warnings: number;
+  by_code: Record<string, number>;
+}
+
+export interface Report {
+  verdicts: Verdict[];
+  summary: Summary;
+}
+
+export interface CsvReport {
+  verdicts: CsvVerdict[];
+  summary: Summary;
+}
+
+export interface Deadline {
+  /** Last instant (inclusive) at which the marketplace still takes the record. */
+  at: string;
+  /** The rule that sets it (`aws.lookback`, `gcp.lateness`, ...). */
+  rule: string;
+  /** False when passing it only earns a warning. */
+  hard: boolean;
+}
+
+export interface RuleDoc {
+  id: string;
+  codes: string[];
+  value: string;
+  source: string;
+}
+
+export interface Explanation {
+  code: string;
+  severity: Severity;
+  meaning: string;
+  fix: string;
+  rules: RuleDoc[];
+}
+
+/** A parsed record, as aggregation returns it (quantities as decimal strings). */
+export interface UsageRecord {
+  marketplace: MarketplaceName;
+  product: string;
+  customer: string;
+  dimension: string;
+  quantity: string;
+  start_time: string;
+  end_time: string | null;
+  record_id: string | null;
+  plan: string | null;
+  allocations: { quantity: string; tags: { key: string; value: string }[] }[] | null;
+  attributes: Record<string, string>;
+}
+
+export interface Carry {
+  marketplace: MarketplaceName;
+  product: string;
+  customer: string;
+  dimension: string;
+  /** The hour after the last one aggregated. */
+  next_hour: string;
+  /** Below one unit. */
+  remainder: string;
+}
+
+export interface Aggregated {
+  records: UsageRecord[];
+  carried: Carry[];
+  /** Records left out because they do not parse, with their form findings. */
+  skipped: Verdict[];
+}
+
+/**
+ * Validates records in one session (duplicates are caught across them).
+ * Throws an Error only for unusable arguments: records not an array, contracts or settings
+ * that do not parse, a policy that does not compile, a bad `now`.
+ */
+export function validate(
+  records: UsageRecordInput[],
+  contracts: ContractInput[] | string,
+  options?: ValidateOptions,
+): Report;
+
+/** Contracts, settings and compiled policies, built once. Call `free()` when done. */
+export class Validator {
+  constructor(contracts: ContractInput[] | string, options?: ValidatorOptions);
+  /** Validates records in one session, after the optional history. */
+  validate(records: UsageRecordInput[], now?: string | null, history?: HistoryEntry[]): Report;
+  /** One record alone, without dedup state (for forms). */
+  validateRecord(record: UsageRecordInput, now?: string | null): Verdict;
+  /** A whole CSV file (header row; any column order; other columns are attributes). */
+  validateCsv(text: string, now?: string | null, history?: HistoryEntry[]): CsvReport;
+  /** The last instant the record can still be sent, or null when it does not parse. */
+  deadline(record: UsageRecordInput, now?: string | null): Deadline | null;
+  /** Releases the WASM memory. */
+  free(): void;
+}
+
+/** What a finding code means and how to fix it; null for codes metergate does not define. */
+export function explain(code: string): Explanation | null;
+
+/** Sums records into one per key and hour; with contracts, whole units are sent and the rest carried. */
+export function aggregateHourly(
+  records: UsageRecordInput[],
+  contracts?: ContractInput[] | string | null,
+): Aggregated;
+
+/** The package version. */
+export function version(): string;
+
+/**
+ * Browser build: loads the .wasm (by default next to the JS file). Must be awaited before
+ * any other call. In Node the module is ready on import and this does nothing.
+ */
+export default function init(
+  module_or_path?: { module_or_path: unknown } | unknown,
+): Promise<unknown>;
+
+/** Browser build: instantiates from bytes or a compiled module, synchronously. Node: does nothing. */
+export function initSync(module: { module: unknown } | unknown): unknown;

@@ -1,0 +1,330 @@
+//! The pure-Rust half of the bindings: everything that does not touch JS. The JS entry points
+//! in `lib.rs` and the native reference (`examples/native_answers.rs`) both go through here,
+//! so the two differ only in how arguments arrive.
+
+use chrono::{DateTime, Utc};
+use metergate_core::{
+    ContractSet, HistoryEntry, PolicySource, Report, Settings, Summary, Validator, Verdict,
+};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+
+use crate::csv_input::CsvRows;
+
+/// Builds a validator from the contracts JSON text, policy sources and settings JSON.
+pub fn build_validator(
+    contracts_json: &str,
+    policies: &[PolicySource],
+    settings: Option<serde_json::Value>,
+) -> Result<Validator, String> {
+    let contracts =
+        ContractSet::from_json(contracts_json).map_err(|e| format!("contracts: {e}"))?;
+    let settings = match settings {
+        None | Some(serde_json::Value::Null) => Settings::default(),
+        Some(v) => Settings::from_json_value(v).map_err(|e| format!("settings: {e}"))?,
+    };
+    Validator::new(contracts, settings, policies).map_err(|e| e.to_string())
+}
+
+/// Reads the dedup history (an array of history entries).
+pub fn parse_history(v: serde_json::Value) -> Result<Vec<HistoryEntry>, String> {
+    if v.is_null() {
+        return Ok(Vec::new());
+    }
+    history_entries(v).map_err(|e| format!("history: {e}"))
+}
+
+fn history_entries(v: serde_json::Value) -> Result<Vec<HistoryEntry>, String> {
+    let serde_json::Value::Array(items) = v else {
+        return Err("must be an array of {marketplace, product, customer, dimension, start_time, end_time?, quantity}".into());
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| serde_json::from_value(item).map_err(|e| format!("[{i}]: {e}")))
+        .collect()
+}
+
+/// Parses "now" (RFC 3339 with an offset).
+pub fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
+    metergate_core::time::parse_rfc3339(s).map_err(|e| format!("now: {s:?} {e}"))
+}
+
+/// One verdict of a CSV run: the core verdict plus the 1-based line its row starts on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CsvVerdict {
+    /// 0-based position among the data rows.
+    pub index: u64,
+    /// 1-based line of the file where the row starts (the header is line 1).
+    pub line: u64,
+    /// The record's own id, if it had one.
+    pub record_id: Option<String>,
+    /// `accepted` or `rejected`.
+    pub verdict: metergate_core::VerdictKind,
+    /// Every finding.
+    pub findings: Vec<metergate_core::Finding>,
+}
+
+/// The report of a CSV run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CsvReport {
+    /// One verdict per data row, in file order.
+    pub verdicts: Vec<CsvVerdict>,
+    /// The counts.
+    pub summary: Summary,
+}
+
+/// Validates a whole CSV text in one session: parsed and judged without leaving Rust.
+pub fn validate_csv(
+    v: &Validator,
+    text: &str,
+    history: &[HistoryEntry],
+    now: DateTime<Utc>,
+) -> CsvReport {
+    let mut s = v.session(now);
+    for h in history {
+        s.add_history(h);
+    }
+    let verdicts = CsvRows::new(text)
+        .map(|(line, raw)| {
+            let Verdict {
+                index,
+                record_id,
+                verdict,
+                findings,
+            } = s.check(raw);
+            CsvVerdict {
+                index,
+                line,
+                record_id,
+                verdict,
+                findings,
+            }
+        })
+        .collect();
+    CsvReport {
+        verdicts,
+        summary: s.into_summary(),
+    }
+}
+
+/// Validates records that were already read, some of which may have been unusable (not an
+/// object): those get the verdict `bad` holds, at their own index, and the rest go through one
+/// session in order.
+pub fn validate_items(
+    v: &Validator,
+    items: impl IntoIterator<Item = Result<metergate_core::RawRecord, String>>,
+    history: &[HistoryEntry],
+    now: DateTime<Utc>,
+) -> Report {
+    let mut s = v.session(now);
+    for h in history {
+        s.add_history(h);
+    }
+    let mut verdicts = Vec::new();
+    let mut bad = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let i = i as u64;
+        match item {
+            Ok(raw) => {
+                let mut verdict = s.check(raw);
+                verdict.index = i;
+                verdicts.push(verdict);
+            }
+            Err(what) => {
+                let verdict = unreadable(i, &what);
+                bad.push(verdict.clone());
+                verdicts.push(verdict);
+            }
+        }
+    }
+    let mut summary = s.into_summary();
+    for b in &bad {
+        summary.add(b);
+    }
+    Report { verdicts, summary }
+}
+
+/// The verdict on an input item that is not a record at all (a number, an array, `null`, or
+/// an object whose `attributes` / a field cannot be read).
+pub fn unreadable(index: u64, what: &str) -> Verdict {
+    use metergate_core::{Code, Finding};
+    Verdict::from_findings(
+        index,
+        None,
+        vec![Finding::new(
+            Code::InvalidRecord,
+            metergate_core::parse::RULE_FORM,
+            None,
+            format!("record {index} cannot be read: {what}"),
+        )
+        .hint("give each record as an object of fields (strings or numbers)".into())],
+    )
+}
+
+/// What `aggregateHourly` returns: the core's aggregation plus the verdicts of the records
+/// that could not be parsed (and so were left out).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AggregateOutput {
+    /// One record per key and hour.
+    pub records: Vec<metergate_core::UsageRecord>,
+    /// Remainders to carry into the next run.
+    pub carried: Vec<metergate_core::aggregate::Carry>,
+    /// Records left out because a field has the wrong form, with their form findings.
+    pub skipped: Vec<Verdict>,
+}
+
+/// Parses every record and aggregates the ones that parse.
+pub fn aggregate(
+    items: impl IntoIterator<Item = Result<metergate_core::RawRecord, String>>,
+    contracts: Option<&ContractSet>,
+) -> AggregateOutput {
+    let mut good = Vec::new();
+    let mut skipped = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let i = i as u64;
+        match item {
+            Ok(raw) => {
+                let record_id = raw.record_id_text().map(str::to_owned);
+                match metergate_core::parse::parse_record(raw) {
+                    Ok(rec) => good.push(rec),
+                    Err(findings) => skipped.push(Verdict::from_findings(i, record_id, findings)),
+                }
+            }
+            Err(what) => skipped.push(unreadable(i, &what)),
+        }
+    }
+    let agg = metergate_core::aggregate::aggregate_hourly(good, contracts);
+    AggregateOutput {
+        records: agg.records,
+        carried: agg.carried,
+        skipped,
+    }
+}
+
+/// One input item: a record, or what made it unreadable (not an object, or an object whose
+/// `attributes` / a field cannot be read at all).
+pub struct Item(pub Result<metergate_core::RawRecord, String>);
+
+impl<'de> Deserialize<'de> for Item {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Item, D::Error> {
+        d.deserialize_any(ItemVisitor)
+    }
+}
+
+struct ItemVisitor;
+
+fn not_object<E>(what: &str) -> Result<Item, E> {
+    Ok(Item(Err(format!("it is {what}, not an object"))))
+}
+
+impl<'de> Visitor<'de> for ItemVisitor {
+    type Value = Item;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a record object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Item, A::Error> {
+        metergate_core::RawRecord::deserialize(de::value::MapAccessDeserializer::new(map))
+            .map(|r| Item(Ok(r)))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Item, E> {
+        not_object("null")
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Item, E> {
+        not_object("null")
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Item, E> {
+        not_object("a boolean")
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Item, E> {
+        not_object("a number")
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Item, E> {
+        not_object("a number")
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Item, E> {
+        not_object("a number")
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Item, E> {
+        not_object("a string")
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Item, A::Error> {
+        while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+        not_object("an array")
+    }
+}
+
+/// Reads one record from JSON text (as the CLI reads a JSON line).
+pub fn read_item(json: &str) -> Result<metergate_core::RawRecord, String> {
+    match serde_json::from_str::<Item>(json) {
+        Ok(Item(r)) => r,
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Reads a JSON array of records: every item a record or the reason it is not one. Fails
+/// only when the text is not a JSON array.
+pub fn read_items(json: &str) -> Result<Vec<Result<metergate_core::RawRecord, String>>, String> {
+    if let Ok(items) = serde_json::from_str::<Vec<Item>>(json) {
+        return Ok(items.into_iter().map(|i| i.0).collect());
+    }
+    // Some item cannot be read at all: read item by item, so the others still count.
+    let values: Vec<serde_json::Value> = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    Ok(values
+        .into_iter()
+        .map(|v| match Item::deserialize(v) {
+            Ok(Item(r)) => r,
+            Err(e) => Err(e.to_string()),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use metergate_core::Field;
+
+    #[test]
+    fn items_are_records_or_reasons_and_one_bad_item_spares_the_rest() {
+        let items = read_items(
+            r#"[{"quantity":1.5,"team":"x"},7,null,[1],{"attributes":5},{"quantity":"2"}]"#,
+        )
+        .unwrap();
+        assert_eq!(items.len(), 6);
+        let first = items[0].as_ref().unwrap();
+        assert_eq!(first.quantity, Some(Field::Number("1.5".into())));
+        assert_eq!(first.attributes.get("team"), Some(&Field::Text("x".into())));
+        assert_eq!(
+            items[1].as_ref().unwrap_err(),
+            "it is a number, not an object"
+        );
+        assert_eq!(items[2].as_ref().unwrap_err(), "it is null, not an object");
+        assert_eq!(
+            items[3].as_ref().unwrap_err(),
+            "it is an array, not an object"
+        );
+        assert!(items[4].is_err());
+        assert_eq!(
+            items[5].as_ref().unwrap().quantity,
+            Some(Field::Text("2".into()))
+        );
+        assert!(read_items("{}").is_err());
+    }
+
+    #[test]
+    fn unreadable_items_keep_their_index_and_count_in_the_summary() {
+        let v = build_validator("[]", &[], None).unwrap();
+        let now = parse_now("2026-03-01T12:00:00Z").unwrap();
+        let items = read_items(r#"[7, {"marketplace":"aws"}]"#).unwrap();
+        let report = validate_items(&v, items, &[], now);
+        assert_eq!(
+            report.verdicts.iter().map(|v| v.index).collect::<Vec<_>>(),
+            vec![0, 1]
+        );
+        assert_eq!(report.verdicts[0].findings[0].code, "invalid-record");
+        assert_eq!(report.verdicts[0].findings[0].field, None);
+        assert_eq!(report.summary.records, 2);
+        assert_eq!(report.summary.rejected, 2);
+    }
+}
