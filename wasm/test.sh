@@ -41,6 +41,9 @@ trap 'rm -f "$answers"' EXIT
 echo "== node tests"
 MG_NATIVE_ANSWERS="$answers" node --test tests/node/
 
+echo "== the bad-input catalogue through the package"
+node --test "$root/tests/bad_inputs/wasm.test.mjs"
+
 echo "== tsc --noEmit"
 mkdir -p tests/ts/node_modules
 ln -sfn ../../../pkg tests/ts/node_modules/metergate

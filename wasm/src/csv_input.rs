@@ -9,6 +9,12 @@ use metergate_core::{Field, RawRecord};
 /// The data rows of a CSV text, each with the 1-based line it starts on.
 pub struct CsvRows<'a> {
     reader: csv::Reader<&'a [u8]>,
+    /// The text the reader reads (after the BOM), to count physical lines.
+    text: &'a [u8],
+    /// Bytes of `text` whose line breaks are counted in `breaks`.
+    scanned: usize,
+    /// Line breaks (`\n`, `\r\n` or a bare `\r`) before `scanned`.
+    breaks: u64,
     header: Vec<String>,
     /// Column names the header gives more than once: every row is flagged for them.
     repeated: Vec<String>,
@@ -33,18 +39,43 @@ impl<'a> CsvRows<'a> {
             done = false;
         }
         let mut repeated: Vec<String> = Vec::new();
-        for (i, h) in header.iter().enumerate() {
-            if header[..i].contains(h) && !repeated.contains(h) {
+        let mut seen = std::collections::BTreeSet::new();
+        for h in &header {
+            if !seen.insert(h.as_str()) && !repeated.contains(h) {
                 repeated.push(h.clone());
             }
         }
         CsvRows {
             reader,
+            text: text.as_bytes(),
+            scanned: 0,
+            breaks: 0,
             header,
             repeated,
             row,
             done,
         }
+    }
+
+    /// The 1-based physical line of a record that csv says starts at `byte`. csv's own line
+    /// count skips blank lines and bare `\r` line ends, and its byte position may point at the
+    /// blank lines before a record (or into a CRLF), so the line breaks are counted here, as
+    /// the CLI's reader does. Calls come with non-decreasing `byte`.
+    fn line_of(&mut self, byte: usize) -> u64 {
+        let is_break = |b: Option<&u8>| matches!(b, Some(b'\n' | b'\r'));
+        let mut pos = byte.max(self.scanned).min(self.text.len());
+        while is_break(self.text.get(pos)) {
+            pos += 1;
+        }
+        for i in self.scanned..pos {
+            match self.text.get(i) {
+                Some(b'\n') => self.breaks += 1,
+                Some(b'\r') if self.text.get(i + 1) != Some(&b'\n') => self.breaks += 1,
+                _ => {}
+            }
+        }
+        self.scanned = pos;
+        self.breaks + 1
     }
 
     /// The header's column names.
@@ -67,7 +98,8 @@ impl Iterator for CsvRows<'_> {
                 return None;
             }
         }
-        let line = self.row.position().map_or(0, csv::Position::line);
+        let byte = self.row.position().map_or(0, |p| p.byte() as usize);
+        let line = self.line_of(byte);
         let mut rec = RawRecord::default();
         for (name, cell) in self.header.iter().zip(self.row.iter()) {
             // Empty cells are missing: skipping them keeps a repeated column's value.
@@ -111,6 +143,15 @@ mod tests {
         assert_eq!(rows[1].1.duplicate_keys, vec!["record_id".to_owned()]);
         assert_eq!(rows[1].1.record_id_text(), Some("c"));
         assert_eq!(rows[0].1.plan, Some(Field::Text("p".into())));
+    }
+
+    #[test]
+    fn physical_lines_with_crlf_blank_lines_and_bare_cr() {
+        let lines = |t: &str| CsvRows::new(t).map(|r| r.0).collect::<Vec<_>>();
+        assert_eq!(lines("plan\r\na\r\nb\r\n"), vec![2, 3]);
+        assert_eq!(lines("plan\n\na\n\n\nb\n"), vec![3, 6]);
+        assert_eq!(lines("plan\ra\rb\r"), vec![2, 3]);
+        assert_eq!(lines("plan\n\"x\r\ny\"\nb\n"), vec![2, 4]);
     }
 
     #[test]
