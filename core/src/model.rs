@@ -173,11 +173,12 @@ pub const RECORD_FIELDS: [&str; 10] = [
 ];
 
 impl RawRecord {
-    /// Sets a known field by name, or an attribute. Empty text counts as missing. Returns
-    /// `false` when the field was already set.
+    /// Sets a known field by name, or an attribute. Empty text counts as missing and changes
+    /// nothing (so an empty cell of a repeated column never wipes the value already read).
+    /// Returns `false` when the field was already set.
     pub fn set(&mut self, name: &str, value: Field) -> bool {
         let value = match value {
-            Field::Text(s) if s.is_empty() => None,
+            Field::Text(s) if s.is_empty() => return true,
             v => Some(v),
         };
         let slot = match name {
@@ -311,4 +312,20 @@ pub struct UsageRecord {
     pub allocations: Option<Vec<Allocation>>,
     /// Extra input fields.
     pub attributes: BTreeMap<String, String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_text_changes_nothing() {
+        let mut r = RawRecord::default();
+        assert!(r.set("plan", Field::Text("gold".into())));
+        assert!(r.set("plan", Field::Text(String::new())));
+        assert_eq!(r.plan, Some(Field::Text("gold".into())));
+        assert!(!r.set("plan", Field::Text("silver".into())));
+        assert!(r.set("team", Field::Text(String::new())));
+        assert!(r.attributes.is_empty());
+    }
 }
