@@ -17,13 +17,13 @@ impl Units {
     /// The largest valid quantity not above the input: `units * unit`. Saturates instead of
     /// overflowing (it cannot overflow for a [`Units`] that [`to_units`] returned).
     pub fn billable(&self, unit: Decimal) -> Decimal {
-        self.units
-            .checked_mul(unit)
-            .unwrap_or(if self.units.is_sign_negative() == unit.is_sign_negative() {
+        self.units.checked_mul(unit).unwrap_or(
+            if self.units.is_sign_negative() == unit.is_sign_negative() {
                 Decimal::MAX
             } else {
                 Decimal::MIN
-            })
+            },
+        )
     }
 }
 

@@ -134,9 +134,7 @@ impl Validator {
             .map(|((cid, _), d)| (cid, d as u32));
         // A record whose quantity is already invalid is not compared with what was sent: the
         // comparison (and its "carry the quantity" hint) would be meaningless.
-        let quantity_ok = !out
-            .iter()
-            .any(|f| f.code == Code::InvalidQuantity.as_str());
+        let quantity_ok = !out.iter().any(|f| f.code == Code::InvalidQuantity.as_str());
         let prior = match (&dedup, key) {
             (Some(state), Some((cid, d))) if quantity_ok => state.lookup(
                 rec.marketplace,

@@ -113,7 +113,11 @@ fn run_case(case: &Case) -> Vec<String> {
                 .map(|f| {
                     format!(
                         "{}[{}] field={:?} rule={} msg={:?}",
-                        f.code, f.severity.as_str(), f.field, f.rule, f.message
+                        f.code,
+                        f.severity.as_str(),
+                        f.field,
+                        f.rule,
+                        f.message
                     )
                 })
                 .collect::<Vec<_>>()
@@ -169,8 +173,8 @@ fn conformance_fixtures() {
     let mut names = BTreeMap::new();
     for path in &paths {
         let text = std::fs::read_to_string(path).unwrap();
-        let file: File = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let file: File =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let stem = path.file_name().unwrap().to_string_lossy().into_owned();
         for case in &file.cases {
             cases += 1;

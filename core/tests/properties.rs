@@ -235,7 +235,10 @@ fn usage_strategy() -> impl Strategy<Value = UsageRecord> {
     )
         .prop_map(|(k, secs, m, scale)| {
             // Two keys beyond the contracts: no unit, no contract.
-            let (mp, p, c, d) = KEYS.get(k).copied().unwrap_or(("aws", "prod-z", "nobody", "x"));
+            let (mp, p, c, d) = KEYS
+                .get(k)
+                .copied()
+                .unwrap_or(("aws", "prod-z", "nobody", "x"));
             let mp = Marketplace::parse(mp).unwrap();
             let t = now() - Duration::seconds(secs);
             usage(mp, p, c, d, Decimal::new(m, scale), t)
@@ -245,7 +248,12 @@ fn usage_strategy() -> impl Strategy<Value = UsageRecord> {
 type AggKey = (Marketplace, String, String, String);
 
 fn key_of(r: &UsageRecord) -> AggKey {
-    (r.marketplace, r.product.clone(), r.customer.clone(), r.dimension.clone())
+    (
+        r.marketplace,
+        r.product.clone(),
+        r.customer.clone(),
+        r.dimension.clone(),
+    )
 }
 
 proptest! {
@@ -337,7 +345,13 @@ fn batch_record_strategy() -> impl Strategy<Value = UsageRecord> {
                     (0..tags)
                         .map(|i| Allocation {
                             quantity: Decimal::ZERO,
-                            tags: vec![Tag { key: format!("k{i}"), value: "v".repeat(256) }; 5],
+                            tags: vec![
+                                Tag {
+                                    key: format!("k{i}"),
+                                    value: "v".repeat(256)
+                                };
+                                5
+                            ],
                         })
                         .collect(),
                 );
@@ -458,32 +472,60 @@ fn any_raw() -> impl Strategy<Value = RawRecord> {
             field_or(vec!["aws", "azure", "gcp"]),
             field_or(vec!["prod-a1", "offer-x", "svc.example.com"]),
             field_or(vec!["cust-1", "cust-2", "sub-1", "proj-1", "proj-2"]),
-            field_or(vec!["api_calls", "storage_gb", "requests", "gb_hours", "svc.example.com/storage", "storage"]),
-            field_or(vec!["0", "1", "17", "0.25", "-3", "2147483648", "9223372036854775808"]),
+            field_or(vec![
+                "api_calls",
+                "storage_gb",
+                "requests",
+                "gb_hours",
+                "svc.example.com/storage",
+                "storage",
+            ]),
+            field_or(vec![
+                "0",
+                "1",
+                "17",
+                "0.25",
+                "-3",
+                "2147483648",
+                "9223372036854775808",
+            ]),
         ),
         (
-            field_or(vec!["2026-03-10T10:00:00Z", "2026-03-10T11:59:59+00:00", "2026-03-10T12:00:01Z"]),
-            field_or(vec!["2026-03-10T10:30:00Z", "2026-03-10T12:05:00Z", "2026-03-10T09:00:00Z"]),
+            field_or(vec![
+                "2026-03-10T10:00:00Z",
+                "2026-03-10T11:59:59+00:00",
+                "2026-03-10T12:00:01Z",
+            ]),
+            field_or(vec![
+                "2026-03-10T10:30:00Z",
+                "2026-03-10T12:05:00Z",
+                "2026-03-10T09:00:00Z",
+            ]),
             any_field(),
             field_or(vec!["gold", "silver"]),
             any_allocations(),
             prop::collection::btree_map("[a-z]{1,6}", any_field(), 0..3),
         ),
     )
-        .prop_map(|((m, p, c, d, q), (s, e, id, plan, allocations, attrs))| RawRecord {
-            marketplace: m,
-            product: p,
-            customer: c,
-            dimension: d,
-            quantity: q,
-            start_time: s,
-            end_time: e,
-            record_id: id,
-            plan,
-            allocations,
-            attributes: attrs.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect(),
-            duplicate_keys: Vec::new(),
-        })
+        .prop_map(
+            |((m, p, c, d, q), (s, e, id, plan, allocations, attrs))| RawRecord {
+                marketplace: m,
+                product: p,
+                customer: c,
+                dimension: d,
+                quantity: q,
+                start_time: s,
+                end_time: e,
+                record_id: id,
+                plan,
+                allocations,
+                attributes: attrs
+                    .into_iter()
+                    .filter_map(|(k, v)| v.map(|v| (k, v)))
+                    .collect(),
+                duplicate_keys: Vec::new(),
+            },
+        )
 }
 
 fn contract_json() -> impl Strategy<Value = String> {
@@ -501,8 +543,19 @@ fn contract_json() -> impl Strategy<Value = String> {
         Just(serde_json::Value::Null),
     ];
     let keys = prop::sample::select(vec![
-        "marketplace", "product", "customer", "status", "starts_at", "ends_at", "cancelled_at",
-        "plan", "dimensions", "aws_account_id", "license_arn", "resource_id", "usage_reporting_id",
+        "marketplace",
+        "product",
+        "customer",
+        "status",
+        "starts_at",
+        "ends_at",
+        "cancelled_at",
+        "plan",
+        "dimensions",
+        "aws_account_id",
+        "license_arn",
+        "resource_id",
+        "usage_reporting_id",
         "other",
     ]);
     prop_oneof![
@@ -512,7 +565,9 @@ fn contract_json() -> impl Strategy<Value = String> {
         // A valid set with one value replaced by noise.
         (0usize..CONTRACTS.len(), any::<String>()).prop_map(|(at, noise)| {
             let mut at = at;
-            while !CONTRACTS.is_char_boundary(at) { at -= 1; }
+            while !CONTRACTS.is_char_boundary(at) {
+                at -= 1;
+            }
             format!("{}{}{}", &CONTRACTS[..at], noise, &CONTRACTS[at..])
         }),
     ]
@@ -574,7 +629,11 @@ fn findings_carry_hints() {
         .run(&prop::collection::vec(any_raw(), 1..4), |records| {
             for r in records {
                 for f in v.check_one(r, now()).findings {
-                    prop_assert!(f.hint.as_deref().is_some_and(|h| !h.is_empty()), "no hint: {:?}", f);
+                    prop_assert!(
+                        f.hint.as_deref().is_some_and(|h| !h.is_empty()),
+                        "no hint: {:?}",
+                        f
+                    );
                 }
             }
             Ok(())
@@ -631,7 +690,11 @@ fn heartbeats_are_accepted() {
         assert_eq!(b.start_time, hour);
         assert!(b.quantity.is_zero());
         let verdict = v.check_one(raw_of(b), hour + Duration::hours(1));
-        assert!(verdict.accepted() && verdict.findings.is_empty(), "{:?}", verdict.findings);
+        assert!(
+            verdict.accepted() && verdict.findings.is_empty(),
+            "{:?}",
+            verdict.findings
+        );
     }
     // Before the contract starts there is nothing to send.
     let early = parse_rfc3339("2025-12-31T23:00:00Z").unwrap();

@@ -92,7 +92,9 @@ pub(crate) fn check_dimension_form(rec: &UsageRecord, out: &mut Vec<Finding>) {
                     rec.dimension.chars().count()
                 ),
             )
-            .hint("use the dimension's API name from the product listing (1..255 characters)".into()),
+            .hint(
+                "use the dimension's API name from the product listing (1..255 characters)".into(),
+            ),
         );
     }
 }
@@ -274,7 +276,10 @@ pub(crate) fn check_allocations(rec: &UsageRecord, allocs: &[Allocation], out: &
                 ))
                 .hint(format!(
                     "use a whole number for allocation {i}, e.g. {}",
-                    a.quantity.trunc().max(Decimal::ZERO).min(Decimal::from(MAX_QUANTITY))
+                    a.quantity
+                        .trunc()
+                        .max(Decimal::ZERO)
+                        .min(Decimal::from(MAX_QUANTITY))
                 )),
             );
         }

@@ -76,7 +76,10 @@ pub(crate) fn metric_name<'r>(rec: &'r UsageRecord, out: &mut Vec<Finding>) -> O
                     Code::InvalidUsageDimension,
                     "gcp.metric",
                     Some("dimension"),
-                    format!("metric {} has no name after the service", shown(&rec.dimension)),
+                    format!(
+                        "metric {} has no name after the service",
+                        shown(&rec.dimension)
+                    ),
                 )
                 .hint(format!("use {}/<metric>", rec.product)),
             );
