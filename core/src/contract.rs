@@ -189,6 +189,8 @@ pub type ContractId = u32;
 pub struct ContractSet {
     contracts: Vec<Contract>,
     index: [FxHashMap<String, FxHashMap<String, ContractId>>; 3],
+    /// The same index by lowercased customer, for "did you mean" hints without a scan.
+    lower: [FxHashMap<String, FxHashMap<String, ContractId>>; 3],
 }
 
 fn mp_slot(m: Marketplace) -> usize {
@@ -231,6 +233,11 @@ impl ContractSet {
                 });
             }
             by_customer.insert(c.customer.clone(), i as ContractId);
+            set.lower[mp_slot(c.marketplace)]
+                .entry(c.product.clone())
+                .or_default()
+                .entry(c.customer.to_lowercase())
+                .or_insert(i as ContractId);
         }
         set.contracts = contracts;
         Ok(set)
@@ -255,6 +262,38 @@ impl ContractSet {
     /// All contracts, in input order.
     pub fn all(&self) -> &[Contract] {
         &self.contracts
+    }
+
+    /// The number of customers with a contract for this product.
+    pub fn customer_count(&self, m: Marketplace, product: &str) -> usize {
+        self.index[mp_slot(m)]
+            .get(product)
+            .map_or(0, FxHashMap::len)
+    }
+
+    /// A customer of this product whose id differs from `customer` only in letter case.
+    pub fn customer_ignoring_case(
+        &self,
+        m: Marketplace,
+        product: &str,
+        customer: &str,
+    ) -> Option<&str> {
+        let id = *self.lower[mp_slot(m)]
+            .get(product)?
+            .get(&customer.to_lowercase())?;
+        self.get(id).map(|c| c.customer.as_str())
+    }
+
+    /// The customers that have a contract for this product, unsorted.
+    pub fn customers_iter<'a>(
+        &'a self,
+        m: Marketplace,
+        product: &str,
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        self.index[mp_slot(m)]
+            .get(product)
+            .into_iter()
+            .flat_map(|c| c.keys().map(String::as_str))
     }
 
     /// The customers that have a contract for this product, sorted.

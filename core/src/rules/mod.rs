@@ -156,6 +156,10 @@ fn check_unit(q: Decimal, unit: Decimal, name: &str, out: &mut Vec<Finding>) {
     }
 }
 
+/// Most customers of a product that an unknown customer id is fuzzily compared with (beyond
+/// it, only a case-insensitive match is suggested). metergate's own bound, for speed.
+pub const FUZZY_CANDIDATES_MAX: usize = 256;
+
 fn not_entitled(rec: &UsageRecord, contracts: &ContractSet) -> Finding {
     let mp = rec.marketplace;
     let f = Finding::new(
@@ -172,15 +176,24 @@ fn not_entitled(rec: &UsageRecord, contracts: &ContractSet) -> Finding {
             shown(&rec.product)
         ),
     );
-    let customers = contracts.customers_of(mp, &rec.product);
-    if let Some(best) = closest(&rec.customer, customers.iter().copied()) {
+    // A case-only difference is found through an index; a fuzzy match is tried only for
+    // products with few customers, so a file full of unknown ids stays linear.
+    let customers = contracts.customer_count(mp, &rec.product);
+    let suggestion = contracts
+        .customer_ignoring_case(mp, &rec.product, &rec.customer)
+        .or_else(|| {
+            (customers <= FUZZY_CANDIDATES_MAX)
+                .then(|| closest(&rec.customer, contracts.customers_iter(mp, &rec.product)))
+                .flatten()
+        });
+    if let Some(best) = suggestion {
         return f.hint(format!("did you mean customer {best}?"));
     }
     let products = contracts.products_of(mp, &rec.customer);
     if let Some(best) = closest(&rec.product, products.iter().copied()) {
         return f.hint(format!("this customer has a contract on product {best}"));
     }
-    if customers.is_empty() && products.is_empty() {
+    if customers == 0 && products.is_empty() {
         f.hint(format!(
             "add the contract to the contracts file, or check the marketplace ({mp}) and product"
         ))
