@@ -9,7 +9,6 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,42 +29,11 @@ struct GcpFake {
     dir: tempfile::TempDir,
 }
 
-fn start_fake(script: &str, args: &[&str]) -> (Child, u16, PathBuf, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("fake.jsonl");
-    let mut child = Command::new("python3")
-        .arg(support::root().join("tests/peers").join(script))
-        .args(["--port", "0", "--log"])
-        .arg(&log)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("python3 runs the fake (python3 is needed for the peer tests)");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the fake prints its port");
-    let port = line
-        .trim()
-        .strip_prefix("PORT ")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("the fake said {line:?}, not PORT <n>"));
-    (child, port, log, dir)
-}
-
 impl GcpFake {
     fn start(args: &[&str]) -> GcpFake {
         let mut all = vec!["--token", TOKEN];
         all.extend_from_slice(args);
-        let (child, port, log, dir) = start_fake("gcp_fake.py", &all);
+        let (child, port, log, dir) = support::start_fake("gcp_fake.py", &all);
         GcpFake {
             child,
             port,
@@ -513,7 +481,8 @@ fn one_file_mixing_all_three_marketplaces_goes_to_each() {
         return;
     };
     let gcp = GcpFake::start(&[]);
-    let (child, az_port, az_log, _az_dir) = start_fake("azure_fake.py", &["--client-secret", "s3"]);
+    let (child, az_port, az_log, _az_dir) =
+        support::start_fake("azure_fake.py", &["--client-secret", "s3"]);
     let _azure = KillOnDrop(child);
     let az_url = format!("http://127.0.0.1:{az_port}");
 

@@ -306,3 +306,35 @@ pub fn ledger_counts(path: &Path) -> BTreeMap<String, u64> {
         .map(|(s, n)| (s.to_string(), n))
         .collect()
 }
+
+/// Starts a Python fake from tests/peers; returns it with its port, log and a scratch dir.
+pub fn start_fake(script: &str, args: &[&str]) -> (Child, u16, PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("fake.jsonl");
+    let mut child = Command::new("python3")
+        .arg(root().join("tests/peers").join(script))
+        .args(["--port", "0", "--log"])
+        .arg(&log)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3 runs the fake (python3 is needed for the peer tests)");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the fake prints its port");
+    let port = line
+        .trim()
+        .strip_prefix("PORT ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("the fake said {line:?}, not PORT <n>"));
+    (child, port, log, dir)
+}
