@@ -22,7 +22,9 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "fuzz: installing cargo-fuzz" >&2
-    cargo install cargo-fuzz --locked >&2 || { echo "fuzz: cannot install cargo-fuzz" >&2; exit 2; }
+    # --locked first; without it if the registry here lacks a locked dependency.
+    cargo install cargo-fuzz --locked >&2 || cargo install cargo-fuzz >&2 ||
+        { echo "fuzz: cannot install cargo-fuzz" >&2; exit 2; }
 fi
 
 TARGETS=(csv_records json_records contracts_json policy_eval)
