@@ -661,17 +661,10 @@ fn bad_credentials_and_403_stop_the_run_and_keep_the_rows() {
     assert_eq!(count(&fake, &data), (0, 0, 0));
 }
 
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[test]
 fn kill_and_resume_loses_nothing_and_bills_nothing_twice() {
-    let rounds = env_num("METERGATE_KILL_ROUNDS", 10);
-    let seed = env_num("METERGATE_KILL_SEED", fastrand::u64(..));
+    let rounds = support::env_num("METERGATE_KILL_ROUNDS", 10);
+    let seed = support::env_num("METERGATE_KILL_SEED", fastrand::u64(..));
     fastrand::seed(seed);
     let fake = AzureFake::start(&[
         "--fail-rate",
@@ -685,27 +678,14 @@ fn kill_and_resume_loses_nothing_and_bills_nothing_twice() {
     let data = generate(fake.dir.path(), "k", 20, 6, 1.0);
     let ledger = fake.dir.path().join("ledger.sqlite");
     let started = Instant::now();
-    let mut kills = 0;
-    for round in 0..rounds {
-        let mut cmd = fake.metergate();
-        if round % 2 == 0 {
-            cmd.arg("submit")
-                .arg(&data.records)
-                .arg("--contracts")
-                .arg(&data.contracts);
-        } else {
-            cmd.arg("resume").arg("--contracts").arg(&data.contracts);
-        }
-        cmd.arg("--ledger")
-            .arg(&ledger)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let mut child = cmd.spawn().unwrap();
-        let delay = Duration::from_millis(fastrand::u64(20..700));
-        if support::wait_max(&mut child, delay).is_none() {
-            kills += 1; // SIGKILL'd by wait_max
-        }
-    }
+    let kills = support::kill_rounds(
+        || fake.metergate(),
+        &data.records,
+        &data.contracts,
+        &ledger,
+        rounds,
+        20..700,
+    );
     // Finish: one more submit writes what no killed run wrote and sends every unfinished
     // row. Records already in the ledger are rejected by metergate as duplicate-request
     // (Microsoft keeps one event per hour, whatever the quantity), so its exit status is 1

@@ -10,8 +10,8 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
+use std::time::Instant;
 
 use chrono::{DateTime, Duration as CDuration, Utc};
 use metergate::ledger::{Filter, Ledger, Status};
@@ -380,17 +380,10 @@ fn a_wrong_token_stops_the_run_and_keeps_the_rows() {
     assert!(!stderr.contains("wrong"), "the token was printed: {stderr}");
 }
 
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[test]
 fn kill_and_resume_loses_nothing_and_reports_nothing_twice() {
-    let rounds = env_num("METERGATE_KILL_ROUNDS", 10);
-    let seed = env_num("METERGATE_KILL_SEED", fastrand::u64(..));
+    let rounds = support::env_num("METERGATE_KILL_ROUNDS", 10);
+    let seed = support::env_num("METERGATE_KILL_SEED", fastrand::u64(..));
     fastrand::seed(seed);
     let fake = GcpFake::start(&[
         "--fail-rate",
@@ -406,27 +399,14 @@ fn kill_and_resume_loses_nothing_and_reports_nothing_twice() {
     let data = generate(fake.dir.path(), 12, 10);
     let ledger = fake.dir.path().join("ledger.sqlite");
     let started = Instant::now();
-    let mut kills = 0;
-    for round in 0..rounds {
-        let mut cmd = fake.metergate();
-        if round % 2 == 0 {
-            cmd.arg("submit")
-                .arg(&data.records)
-                .arg("--contracts")
-                .arg(&data.contracts);
-        } else {
-            cmd.arg("resume").arg("--contracts").arg(&data.contracts);
-        }
-        cmd.arg("--ledger")
-            .arg(&ledger)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let mut child = cmd.spawn().unwrap();
-        let delay = Duration::from_millis(fastrand::u64(20..600));
-        if support::wait_max(&mut child, delay).is_none() {
-            kills += 1; // SIGKILL'd by wait_max
-        }
-    }
+    let kills = support::kill_rounds(
+        || fake.metergate(),
+        &data.records,
+        &data.contracts,
+        &ledger,
+        rounds,
+        20..600,
+    );
     // Finish: one more submit (enqueues whatever no killed run wrote, sends every unfinished
     // row), then the same file again, which must send nothing.
     let out = submit(&fake, &data, &ledger, &["--max-attempts", "30"]);

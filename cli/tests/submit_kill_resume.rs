@@ -9,23 +9,15 @@
 #[path = "submit_support/mod.rs"]
 mod support;
 
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use support::*;
 
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[test]
 fn kill_and_resume_loses_nothing_and_sends_nothing_twice() {
-    let rounds = env_num("METERGATE_KILL_ROUNDS", 20);
-    let target = env_num("METERGATE_KILL_RECORDS", 3000) as usize;
-    let seed = env_num("METERGATE_KILL_SEED", fastrand::u64(..));
+    let rounds = support::env_num("METERGATE_KILL_ROUNDS", 20);
+    let target = support::env_num("METERGATE_KILL_RECORDS", 3000) as usize;
+    let seed = support::env_num("METERGATE_KILL_SEED", fastrand::u64(..));
     fastrand::seed(seed);
     // 2 products × 15 dimensions × 4 hours × customers.
     let customers = target.div_ceil(2 * 15 * 4).max(1);
@@ -45,38 +37,14 @@ fn kill_and_resume_loses_nothing_and_sends_nothing_twice() {
     };
     let ledger = dir.path().join("ledger.sqlite");
     let started = Instant::now();
-    let mut kills = 0;
-    for round in 0..rounds {
-        let mut cmd = peer.metergate();
-        if round % 2 == 0 {
-            cmd.arg("submit")
-                .arg(&data.records)
-                .arg("--contracts")
-                .arg(&data.contracts);
-        } else {
-            cmd.arg("resume").arg("--contracts").arg(&data.contracts);
-        }
-        cmd.arg("--ledger")
-            .arg(&ledger)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let mut child = cmd.spawn().unwrap();
-        let delay = Duration::from_millis(fastrand::u64(30..900));
-        let start = Instant::now();
-        let mut exited = false;
-        while start.elapsed() < delay {
-            if child.try_wait().unwrap().is_some() {
-                exited = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        if !exited {
-            child.kill().unwrap(); // SIGKILL
-            kills += 1;
-        }
-        child.wait().unwrap();
-    }
+    let kills = support::kill_rounds(
+        || peer.metergate(),
+        &data.records,
+        &data.contracts,
+        &ledger,
+        rounds,
+        30..900,
+    );
     // Finish: resume until done, then submit the same file once more (sends nothing).
     let out = peer
         .metergate()

@@ -338,3 +338,45 @@ pub fn start_fake(script: &str, args: &[&str]) -> (Child, u16, PathBuf, tempfile
         .unwrap_or_else(|| panic!("the fake said {line:?}, not PORT <n>"));
     (child, port, log, dir)
 }
+
+pub fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Kill-and-resume: `rounds` runs against one ledger, `submit` on even rounds and `resume` on
+/// odd ones, each SIGKILLed after a random delay from `delay_ms` unless it exits first.
+/// Returns how many runs were killed.
+pub fn kill_rounds(
+    mut metergate: impl FnMut() -> Command,
+    records: &Path,
+    contracts: &Path,
+    ledger: &Path,
+    rounds: u64,
+    delay_ms: std::ops::Range<u64>,
+) -> u64 {
+    let mut kills = 0;
+    for round in 0..rounds {
+        let mut cmd = metergate();
+        if round % 2 == 0 {
+            cmd.arg("submit")
+                .arg(records)
+                .arg("--contracts")
+                .arg(contracts);
+        } else {
+            cmd.arg("resume").arg("--contracts").arg(contracts);
+        }
+        cmd.arg("--ledger")
+            .arg(ledger)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        let delay = Duration::from_millis(fastrand::u64(delay_ms.clone()));
+        if wait_max(&mut child, delay).is_none() {
+            kills += 1; // SIGKILL'd by wait_max
+        }
+    }
+    kills
+}
