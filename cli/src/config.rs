@@ -228,17 +228,19 @@ pub fn load_config_value(path: &Path) -> Result<serde_json::Value, CliError> {
     }
 }
 
-/// Splits off the config sections that only the CLI reads (`[gcp.products."<service>"]`,
-/// the Google metric names `contracts sync` gives synced contracts), so the core's settings
-/// never see them. Returns (settings, the `gcp.products` table).
+/// Splits off the config keys that only the CLI reads (`[gcp] provider` and
+/// `[gcp.products."<service>"]`, which `contracts sync` uses), so the core's settings never
+/// see them. Returns (settings, the removed `gcp` keys as an object).
 pub fn split_cli_sections(mut value: serde_json::Value) -> (serde_json::Value, serde_json::Value) {
-    let mut products = serde_json::Value::Null;
+    let mut removed = serde_json::Map::new();
     if let Some(gcp) = value
         .get_mut("gcp")
         .and_then(serde_json::Value::as_object_mut)
     {
-        if let Some(p) = gcp.remove("products") {
-            products = p;
+        for key in ["products", "provider"] {
+            if let Some(p) = gcp.remove(key) {
+                removed.insert(key.to_owned(), p);
+            }
         }
         if gcp.is_empty() {
             if let Some(root) = value.as_object_mut() {
@@ -246,7 +248,7 @@ pub fn split_cli_sections(mut value: serde_json::Value) -> (serde_json::Value, s
             }
         }
     }
-    (value, products)
+    (value, serde_json::Value::Object(removed))
 }
 
 /// TOML to JSON: datetimes become strings.

@@ -12,9 +12,10 @@ use crate::commands::ledger::table_format;
 use crate::config;
 use crate::contracts::events::{self, EventError};
 use crate::contracts::store::{to_json, Write};
+use crate::contracts::sync::gcp::GcpConfig;
 use crate::contracts::sync::{self, SyncChange, SyncError};
 use crate::contracts::{store_err, Cause, Store};
-use crate::error::CliError;
+use crate::error::{CliError, Location};
 use crate::ledger::report::{Format, Table};
 use crate::ledger::{self};
 use crate::output::OutputFormat;
@@ -77,11 +78,13 @@ pub enum ContractsAction {
 /// `contracts sync` flags.
 #[derive(Clone, Debug, clap::Args)]
 pub struct SyncArgs {
-    /// aws, azure or gcp; repeat for more. Default: every marketplace this build can sync
-    /// (today: azure).
+    /// aws, azure or gcp; repeat for more. Default: azure, and gcp when the config names a
+    /// provider (aws sync is not yet implemented).
     #[arg(long = "marketplace", value_name = "MARKETPLACE")]
     pub marketplaces: Vec<String>,
-    /// Config (TOML): `[gcp.products."<service>"] metrics = [...]` names Google's metrics.
+    /// Config (TOML): `[gcp] provider = "..."` and `[gcp.products."<service>"] metrics =
+    /// [...]` (Google does not list metric names). Token: METERGATE_GCP_TOKEN, else
+    /// Application Default Credentials; endpoint: METERGATE_GCP_PROCUREMENT_ENDPOINT.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Output: text (default on a terminal) or json (JSON Lines).
@@ -348,13 +351,32 @@ fn run_sync(
             wanted.push(mp);
         }
     }
+    // Read the config first, so that a bad one stops the sync before any call.
+    let gcp_cfg = match &a.config {
+        Some(c) => {
+            let v = config::load_config_value(c)?;
+            GcpConfig::from_value(&v).map_err(|e| {
+                CliError::input(
+                    Location::file(&c.display().to_string()),
+                    format!("config: {e}"),
+                )
+            })?
+        }
+        None => GcpConfig::default(),
+    };
     if wanted.is_empty() {
-        eprintln!("metergate: note: syncing azure; aws and gcp sync are not yet implemented");
         wanted.push(Marketplace::Azure);
-    }
-    if let Some(c) = &a.config {
-        // Read now so that a bad config stops the sync before any call.
-        config::load_config_value(c)?;
+        if gcp_cfg.provider.is_some() {
+            wanted.push(Marketplace::Gcp);
+        }
+        eprintln!(
+            "metergate: note: syncing {}; aws sync is not yet implemented",
+            wanted
+                .iter()
+                .map(|m| m.as_str())
+                .collect::<Vec<_>>()
+                .join(" and ")
+        );
     }
     let mut store = Store::open(path).map_err(store_err)?;
     let json = matches!(table_format(a.format, tty), Format::Json);
@@ -369,7 +391,13 @@ fn run_sync(
                     },
                     now,
                 )?,
-                Marketplace::Gcp => return Err(sync::gcp::not_yet()),
+                Marketplace::Gcp => {
+                    let (synced, calls, skipped) = sync::gcp::fetch(&gcp_cfg, a.verbose, now)?;
+                    if skipped > 0 {
+                        eprintln!("metergate: gcp: {skipped} entitlements are for products no [gcp.products] service names; skipped");
+                    }
+                    (synced, calls)
+                }
                 Marketplace::Aws => return Err(sync::aws::not_yet()),
             };
             let changes = sync::apply(&mut store, m, &synced, now, &format!("sync {m}"))?;
