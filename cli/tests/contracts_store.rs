@@ -421,3 +421,39 @@ fn the_config_may_hold_gcp_products_for_sync_and_check_still_reads_it() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// `submit` judges with the store too (a dry run: nothing is sent).
+#[test]
+fn submit_judges_with_the_store() {
+    let (dir, ledger) = fresh();
+    event(
+        &ledger,
+        &events_dir().join("aws-sns-unsubscribe-pending.json"),
+    );
+    let before = usage(dir.path(), "2026-03-10T09:40:00Z");
+    let dry = |now: &str| {
+        run(
+            &ledger,
+            &[
+                "submit",
+                before.to_str().unwrap(),
+                "--dry-run",
+                "--now",
+                now,
+                "--format",
+                "json",
+            ],
+        )
+    };
+    let o = dry("2026-03-10T10:59:00Z");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("1 records would be written"));
+    let o = dry("2026-03-10T11:01:00Z");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("0 records would be written"));
+}

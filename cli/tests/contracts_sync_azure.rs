@@ -469,3 +469,54 @@ fn every_request_passes_microsofts_schema() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("@nextLink"));
 }
+
+/// Sync, then an Unsubscribe webhook, then `check` with no --contracts: usage dated before the
+/// cancellation is accepted within Microsoft's 24 hours and refused after.
+#[test]
+fn sync_then_unsubscribe_then_check_judges_with_the_store() {
+    let subs = vec![subscription(0, "Subscribed", "silver")];
+    let fake = Fake::start(&state(subs), &[]);
+    let ledger = fake.dir.path().join("ledger.sqlite");
+    let (o, _) = sync(&mut metergate(&ledger, &fake.url(), &fake.url()));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let cancel = metergate_core::time::hour_floor(chrono::Utc::now()) - chrono::Duration::hours(2);
+    let rfc = metergate_core::time::format_rfc3339;
+    let hook = fake.dir.path().join("unsubscribe.json");
+    std::fs::write(
+        &hook,
+        json!({"id": "9d1c7f3e-0000-4a5b-8c7d-000000000001", "activityId": "9d1c7f3e-0000-4a5b-8c7d-000000000002",
+               "publisherId": "contosopublisher", "offerId": "offer-even", "planId": "silver", "quantity": null,
+               "subscriptionId": sub_id(0), "timeStamp": rfc(cancel), "action": "Unsubscribe",
+               "status": "Succeeded", "operationRequestSource": "Azure"})
+        .to_string(),
+    )
+    .unwrap();
+    let o = metergate(&ledger, &fake.url(), &fake.url())
+        .args(["contracts", "event"])
+        .arg(&hook)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let usage = fake.dir.path().join("usage.jsonl");
+    std::fs::write(
+        &usage,
+        json!({"marketplace": "azure", "product": "offer-even", "customer": sub_id(0),
+               "dimension": "events", "quantity": 5, "start_time": rfc(cancel - chrono::Duration::minutes(30))})
+        .to_string(),
+    )
+    .unwrap();
+    let check = |now: chrono::DateTime<chrono::Utc>| {
+        metergate(&ledger, &fake.url(), &fake.url())
+            .arg("check")
+            .arg(&usage)
+            .args(["--format", "json", "--now", &rfc(now)])
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    assert_eq!(check(cancel + chrono::Duration::hours(1)), Some(0));
+    assert_eq!(check(cancel + chrono::Duration::hours(25)), Some(1));
+}

@@ -1,4 +1,9 @@
 //! AWS: the Agreement and Entitlement APIs. Not yet built.
+//!
+//! Found while planning it: `aws-sdk-marketplaceagreement` 1.124 and
+//! `aws-sdk-marketplaceentitlement` 1.126 resolve against this workspace's AWS crates, but the
+//! entitlement SDK now speaks Smithy RPC v2 CBOR (it pulls in `aws-smithy-cbor`), so a faithful
+//! fake of GetEntitlements must answer CBOR, not JSON.
 
 use metergate_core::Marketplace;
 
