@@ -251,19 +251,27 @@ impl Store {
     /// one the core accepts. Returns how many rows changed.
     pub fn write(&mut self, cause: Cause, writes: &[Write]) -> Result<usize, StoreError> {
         // The whole store after the change must pass the core's checks.
-        let mut after = self.all()?;
+        let mut after: Vec<Contract> = self.all()?.into_iter().map(|s| s.contract).collect();
+        let mut index: std::collections::HashMap<String, usize> = after
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (key_of(c), i))
+            .collect();
         for w in writes.iter().filter(|w| w.applied) {
             let k = key_of(&w.contract);
-            match after.iter_mut().find(|s| key_of(&s.contract) == k) {
-                Some(s) => s.contract = w.contract.clone(),
-                None => after.push(Stored {
-                    contract: w.contract.clone(),
-                    state_at: None,
-                    updated_at: String::new(),
-                }),
+            match index.get(&k) {
+                Some(i) => {
+                    if let Some(slot) = after.get_mut(*i) {
+                        *slot = w.contract.clone();
+                    }
+                }
+                None => {
+                    index.insert(k, after.len());
+                    after.push(w.contract.clone());
+                }
             }
         }
-        ContractSet::new(after.into_iter().map(|s| s.contract).collect())
+        ContractSet::new(after)
             .map_err(|e| StoreError::Invalid(format!("the change is refused: {e}")))?;
 
         let path = self.path();

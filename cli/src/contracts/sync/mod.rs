@@ -160,8 +160,27 @@ pub fn apply(
     let stored: Vec<Contract> = store.all()?.into_iter().map(|s| s.contract).collect();
     let mut writes = Vec::new();
     let mut changes = Vec::new();
+    // Stored contracts by their marketplace id (Microsoft: also by resource_id).
+    let mut by_id: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (i, c) in stored.iter().enumerate() {
+        if c.marketplace != marketplace {
+            continue;
+        }
+        if let Some(id) = &c.marketplace_id {
+            by_id.entry(id.clone()).or_insert(i);
+        }
+        if marketplace == Marketplace::Azure {
+            if let Some(r) = &c.resource_id {
+                by_id.entry(r.to_ascii_lowercase()).or_insert(i);
+            }
+        }
+    }
     for s in synced {
-        let old = stored.iter().find(|c| same_contract(s, c));
+        let old = by_id
+            .get(&s.id)
+            .or_else(|| by_id.get(&s.id.to_ascii_lowercase()))
+            .and_then(|i| stored.get(*i))
+            .filter(|c| same_contract(s, c));
         let new = match old {
             Some(o) => merge(o, s, now),
             None => {
