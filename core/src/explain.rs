@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::finding::{Code, Severity};
 
-/// One rule of `MARKETPLACE_RULES.md`.
+/// One built-in rule (all of them are listed in `docs/RULES.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct RuleDoc {
     /// Rule id, e.g. `aws.lookback`.
@@ -36,7 +36,7 @@ use Code::*;
 
 /// Every built-in rule.
 pub const RULES: &[RuleDoc] = &[
-    RuleDoc { id: "all.form", codes: &[InvalidRecord, InvalidQuantity], value: "required fields present; RFC 3339 times with an offset; plain decimal quantities", source: "MARKETPLACE_RULES.md finding codes" },
+    RuleDoc { id: "all.form", codes: &[InvalidRecord, InvalidQuantity], value: "required fields present; RFC 3339 times with an offset; plain decimal quantities", source: "metergate's input format (README); A1, M4, G4 field types" },
     RuleDoc { id: "all.quantity", codes: &[InvalidQuantity], value: "no negative quantity", source: "A1, M4, G4" },
     RuleDoc { id: "all.unit", codes: &[InvalidQuantity], value: "a whole multiple of the dimension's unit", source: "seeds (Clazar: marketplaces bill in multiples of the per-unit cost)" },
     RuleDoc { id: "aws.lookback", codes: &[TimestampOutOfBounds], value: "Timestamp at most 6 hours before now (24 h with setting aws.lookback = \"24h\")", source: "seeds (Tackle); A1-A4" },

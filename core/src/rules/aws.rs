@@ -1,6 +1,6 @@
 //! AWS Marketplace (SaaS `BatchMeterUsage`): the constants and the checks only AWS has.
 //!
-//! Sources (see `MARKETPLACE_RULES.md`): A1 = AWS SDK model `marketplace-metering.json`
+//! Sources (see `docs/RULES.md`): A1 = AWS SDK model `marketplace-metering.json`
 //! (aws-sdk-js-v3), A4 = AWS Marketplace seller guide, A5 = metering quotas, A6 = API change log,
 //! seeds = Tackle/Clazar help pages.
 
@@ -45,6 +45,21 @@ pub const MAX_BATCH_RECORDS: usize = 25;
 pub const MAX_BATCH_BYTES: usize = 1_000_000;
 /// Calls per second per account and region. Source: A5. Rule `aws.rate`.
 pub const MAX_CALLS_PER_SECOND: u32 = 10;
+/// `BatchMeterUsage` exceptions that one record causes and that refuse the whole call. The
+/// core rejects such records before they are sent, but a stale contract can let one through:
+/// the submitter then splits the call in halves until it finds the records at fault, rejects
+/// them with the exception's name and sends the others. Source: A1. Rule `aws.batch`.
+pub const RECORD_EXCEPTIONS: [&str; 6] = [
+    "TimestampOutOfBoundsException",
+    "InvalidUsageDimensionException",
+    "InvalidLicenseException",
+    "InvalidTagException",
+    "InvalidUsageAllocationsException",
+    "InvalidCustomerIdentifierException",
+];
+/// `BatchMeterUsage` exceptions about the call as a whole (the product, the API): every
+/// record of the call is rejected, and splitting would not help. Source: A1. Rule `aws.batch`.
+pub const CALL_EXCEPTIONS: [&str; 2] = ["InvalidProductCodeException", "DisabledApiException"];
 
 fn product_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '-' | '/' | '=' | ':' | '_' | '.' | '@')
