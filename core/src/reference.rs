@@ -428,6 +428,20 @@ mod tests {
     }
 
     #[test]
+    fn every_rule_a_constant_names_is_a_rule() {
+        for c in constants() {
+            if let Some(r) = &c.rule {
+                assert!(
+                    RULES.iter().any(|d| d.id == r),
+                    "{}::{} names rule {r}, which explain::RULES does not list",
+                    c.table,
+                    c.name
+                );
+            }
+        }
+    }
+
+    #[test]
     fn durations_and_rules_are_read_from_the_docs() {
         let c = parse_constants(
             "x",

@@ -15,7 +15,7 @@ use crate::parse::shown;
 /// Source: seeds (Tackle "backdated up to 6 hours"); A2, A3, A4. Rule `aws.lookback`.
 pub const LOOKBACK_SECS: i64 = 6 * 3600;
 /// Look-back of the 24 h profile: records are not accepted "24 hours or more after an event".
-/// Source: A1 (BatchMeterUsage documentation). Setting `aws.lookback = "24h"`.
+/// Source: A1 (BatchMeterUsage documentation). Setting `aws.lookback = "24h"`. Rule `aws.lookback`.
 pub const LOOKBACK_24H_SECS: i64 = 24 * 3600;
 /// Month-end grace of the 24 h profile: the previous month's usage is accepted until 06:00 UTC
 /// on day 1. Source: A1. Rule `aws.month_end`.
@@ -34,10 +34,11 @@ pub const MAX_CUSTOMER_CHARS: usize = 255;
 /// Allocations per record: 1..=2500. Source: A1 (`UsageAllocations`). Rule `aws.allocations`.
 pub const MAX_ALLOCATIONS: usize = 2500;
 /// Tags per allocation: at most 5. Source: A1 (`TagList`, `InvalidTagException`).
+/// Rule `aws.allocations`.
 pub const MAX_TAGS: usize = 5;
-/// Tag key length 1..=100. Source: A1 (`TagKey`).
+/// Tag key length 1..=100. Source: A1 (`TagKey`). Rule `aws.allocations`.
 pub const MAX_TAG_KEY_CHARS: usize = 100;
-/// Tag value length 1..=256. Source: A1 (`TagValue`).
+/// Tag value length 1..=256. Source: A1 (`TagValue`). Rule `aws.allocations`.
 pub const MAX_TAG_VALUE_CHARS: usize = 256;
 /// Records per `BatchMeterUsage` call. Source: A1. Rule `aws.batch`.
 pub const MAX_BATCH_RECORDS: usize = 25;

@@ -25,7 +25,7 @@ pub const MAX_REQUEST_BYTES: usize = 1_000_000;
 /// Operations per report request: metergate's own cap, to keep retries small (not a Google
 /// limit). Rule `gcp.request`.
 pub const MAX_OPERATIONS_PER_REPORT: usize = 100;
-/// The consumerId prefixes Service Control accepts. Source: G9.
+/// The consumerId prefixes Service Control accepts. Source: G9. Rule `gcp.consumer`.
 pub const CONSUMER_PREFIXES: [&str; 5] = [
     "project:",
     "project_number:",
