@@ -311,6 +311,9 @@ fn reject_all(
         .collect()
 }
 
+/// The two halves of a chunk refused because of some of its records.
+type Halves = (Vec<LedgerRow>, Vec<LedgerRow>);
+
 /// Sends one chunk of a batch until every row in it has an end state, retrying what may be
 /// retried. Returns the two halves to send instead when the marketplace refused the chunk
 /// because of some of its records.
@@ -324,7 +327,7 @@ fn send_chunk<S: MarketplaceSender + ?Sized>(
     limiter: &mut RateLimiter,
     log: &mut dyn FnMut(&str),
     stats: &mut RunStats,
-) -> Result<Option<(Vec<LedgerRow>, Vec<LedgerRow>)>, SubmitError> {
+) -> Result<Option<Halves>, SubmitError> {
     let mut attempt = 0u32;
     let mut last = (String::new(), String::new());
     while !todo.is_empty() {
