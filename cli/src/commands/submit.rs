@@ -179,10 +179,11 @@ pub fn send_unfinished(
 /// Prints a run's counts on stderr.
 pub fn report_run(stats: &RunStats, ledger: &Ledger) {
     eprintln!(
-        "metergate: sent {} rows in {} calls ({} retried, {} records unprocessed and re-sent): {} accepted, {} rejected, {} duplicate, {} failed (ledger {})",
+        "metergate: sent {} rows in {} calls ({} retried, {} split to find refused records, {} records unprocessed and re-sent): {} accepted, {} rejected, {} duplicate, {} failed (ledger {})",
         stats.rows,
         stats.calls,
         stats.retried_calls,
+        stats.split_calls,
         stats.unprocessed,
         stats.accepted,
         stats.rejected,
