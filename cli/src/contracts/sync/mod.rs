@@ -64,14 +64,6 @@ pub enum SyncError {
         /// What failed (never a secret).
         message: String,
     },
-    /// This marketplace cannot be synced by this build yet.
-    #[error("{marketplace}: {message}")]
-    NotYet {
-        /// Marketplace.
-        marketplace: Marketplace,
-        /// Why.
-        message: String,
-    },
     /// The store failed or refused the merged contracts.
     #[error(transparent)]
     Store(#[from] StoreError),
