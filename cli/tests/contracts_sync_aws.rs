@@ -246,6 +246,33 @@ fn sync_pages_through_agreements_and_a_second_sync_changes_nothing() {
     assert_eq!(stored[1]["status"], "cancelled");
     assert_eq!(stored[1]["cancelled_at"], "2026-03-01T12:00:00Z");
     assert_eq!(stored[2]["status"], "ended");
+
+    // Agreement 3 renewed: the renewal (a new agreement of the same account) carries the
+    // contract on under its own id; nothing is added.
+    ags[3]["status"] = json!("RENEWED");
+    let mut renewal = agreement(3, "ACTIVE", PROD);
+    renewal["agreementId"] = json!("agmt-0103");
+    renewal["startTime"] = json!("2027-01-02T03:04:05Z");
+    renewal["endTime"] = json!("2028-01-02T03:04:05Z");
+    ags.push(renewal);
+    fake.set(&ags);
+    let (o, s) = sync(&fake, &ledger, &cfg);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        (
+            s["added"].as_u64(),
+            s["changed"].as_u64(),
+            s["ended"].as_u64()
+        ),
+        (Some(0), Some(1), Some(0))
+    );
+    let stored = export(&fake, &ledger);
+    assert_eq!(stored.len(), 5);
+    assert_eq!(stored[3]["marketplace_id"], "agmt-0103");
+    assert_eq!(stored[3]["customer"], "100000000003");
+    assert_eq!(stored[3]["status"], "active");
+    assert_eq!(stored[3]["ends_at"], "2028-01-02T03:04:05Z");
+
     // And the store's history says so.
     let o = fake
         .metergate(&ledger)

@@ -29,9 +29,12 @@
 //! product is keyed `account/agreement`), `marketplace_id` = the agreement id, `license_arn`,
 //! `starts_at` = `startTime`, `ends_at` = `endTime`. Status (the core has no marketplace word
 //! table yet, so it is mapped here): `ACTIVE` → active; `CANCELLED`, `TERMINATED`,
-//! `ROLLED_BACK` → cancelled at `endTime` (else the sync's time); `EXPIRED`, `RENEWED`,
-//! `REPLACED`, `SUPERSEDED`, `ARCHIVED` → ended (a renewal or replacement is another
-//! agreement, listed on its own).
+//! `ROLLED_BACK` → cancelled at `endTime` (else the sync's time); `EXPIRED`, `ARCHIVED` →
+//! ended. `RENEWED`, `REPLACED` and `SUPERSEDED` agreements are skipped, as the `Purchase
+//! Agreement Ended` event with those statuses only records: a newer agreement of the same
+//! account and product carries the contract on, and the store moves the contract's
+//! `marketplace_id` to it ([`super::apply`] matches an AWS agreement of an unknown id by product
+//! and `aws_account_id` when the contract's own agreement is no longer listed).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -52,6 +55,8 @@ use crate::submit::aws::AwsOptions;
 /// Attempts per call (the SDKs' standard retry: throttling, 5xx, network errors).
 pub const MAX_ATTEMPTS: u32 = 3;
 const MAX_PAGES: usize = 100_000;
+/// Agreement statuses that mean a newer agreement carries the contract on.
+const SUCCEEDED: [&str; 3] = ["RENEWED", "REPLACED", "SUPERSEDED"];
 
 fn fail(message: impl Into<String>) -> SyncError {
     SyncError::Call {
@@ -132,14 +137,14 @@ fn status_of(word: &str) -> Option<ContractStatus> {
     Some(match word {
         "ACTIVE" => ContractStatus::Active,
         "CANCELLED" | "TERMINATED" | "ROLLED_BACK" => ContractStatus::Cancelled,
-        "EXPIRED" | "RENEWED" | "REPLACED" | "SUPERSEDED" | "ARCHIVED" => ContractStatus::Ended,
+        "EXPIRED" | "ARCHIVED" => ContractStatus::Ended,
         _ => return None,
     })
 }
 
 /// Every purchase agreement of a configured product, as contracts. Returns them, the calls
 /// made (operations sent; the SDKs' retries are not counted) and how many agreements were
-/// skipped (no configured product).
+/// skipped (no configured product, or renewed, replaced or superseded).
 pub fn fetch(
     cfg: &AwsSyncConfig,
     opts: &AwsOptions,
@@ -278,6 +283,13 @@ pub fn fetch(
                 skipped += 1;
                 continue;
             };
+            if s
+                .status()
+                .is_some_and(|w| SUCCEEDED.contains(&w.as_str()))
+            {
+                skipped += 1;
+                continue;
+            }
             calls += 1;
             let d = agreements
                 .describe_agreement()
