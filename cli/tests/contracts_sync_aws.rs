@@ -366,3 +366,55 @@ fn an_unknown_access_key_is_refused_at_the_fake_and_the_secret_stays_hidden() {
     assert_eq!(fake.calls()[0]["http"], 403);
     assert!(export(&fake, &ledger).is_empty());
 }
+
+#[test]
+fn sync_then_unsubscribe_pending_then_check_judges_with_the_store() {
+    let fake = Fake::start(&[agreement(0, "ACTIVE", PROD)], &[]);
+    let ledger = fake.dir.path().join("ledger.sqlite");
+    let cfg = config(fake.dir.path());
+    let (o, _) = sync(&fake, &ledger, &cfg);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let rfc = metergate_core::time::format_rfc3339;
+    let cancel = metergate_core::time::hour_floor(chrono::Utc::now()) - chrono::Duration::hours(2);
+    let sns = fake.dir.path().join("unsubscribe-pending.json");
+    let message = json!({"action": "unsubscribe-pending", "customer-aws-account-id": "100000000000",
+                         "product-code": CODE});
+    std::fs::write(
+        &sns,
+        json!({"Type": "Notification", "MessageId": "5e0b1c2d-0000-4a5b-8c7d-000000000001",
+               "TopicArn": "arn:aws:sns:us-east-1:287250355862:aws-mp-subscription-notification-example",
+               "Message": message.to_string(), "Timestamp": rfc(cancel), "SignatureVersion": "1"})
+        .to_string(),
+    )
+    .unwrap();
+    let o = fake
+        .metergate(&ledger)
+        .args(["contracts", "event"])
+        .arg(&sns)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let usage = fake.dir.path().join("usage.jsonl");
+    std::fs::write(
+        &usage,
+        json!({"marketplace": "aws", "product": CODE, "customer": "100000000000",
+               "dimension": "requests", "quantity": 5,
+               "start_time": rfc(cancel - chrono::Duration::minutes(30))})
+        .to_string(),
+    )
+    .unwrap();
+    let check = |now: chrono::DateTime<chrono::Utc>| {
+        fake.metergate(&ledger)
+            .arg("check")
+            .arg(&usage)
+            .args(["--format", "json", "--now", &rfc(now)])
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    assert_eq!(check(cancel + chrono::Duration::minutes(30)), Some(0));
+    assert_eq!(check(cancel + chrono::Duration::hours(3)), Some(1));
+}
