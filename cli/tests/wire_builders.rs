@@ -82,12 +82,17 @@ fn no_wire_builder_refuses_a_record_the_core_accepted() {
             }
         }
     }
-    eprintln!("{accepted} accepted records built for the wire (aws, azure, gcp: {by_marketplace:?})");
+    eprintln!(
+        "{accepted} accepted records built for the wire (aws, azure, gcp: {by_marketplace:?})"
+    );
     assert!(
         refused.is_empty(),
         "{} accepted record(s) refused by a wire builder:\n{}",
         refused.len(),
         refused.join("\n")
     );
-    assert!(by_marketplace.iter().all(|n| *n >= 20), "{by_marketplace:?}");
+    assert!(
+        by_marketplace.iter().all(|n| *n >= 20),
+        "{by_marketplace:?}"
+    );
 }
