@@ -121,21 +121,21 @@ pub struct StateError {
 
 impl fmt::Display for StateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "status {:?} is not ", self.word)?;
         if self.used_by.is_empty() {
-            write!(f, "a contract state")?;
+            write!(f, "status {:?} is not a contract state", self.word)?;
         } else {
             let who: Vec<&str> = self.used_by.iter().map(|m| display_name(*m)).collect();
             write!(
                 f,
-                "a {} state: it is {}'s name",
-                display_name(self.marketplace),
-                who.join(" and ")
+                "status {:?} is {}'s name, not {}'s",
+                self.word,
+                who.join(" and "),
+                display_name(self.marketplace)
             )?;
         }
         write!(
             f,
-            "; a {} contract's status is one of: {}",
+            "; a contract on {} may say: {}",
             self.marketplace,
             self.allowed.join(", ")
         )
