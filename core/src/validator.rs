@@ -212,6 +212,27 @@ fn other_customer(rec: &UsageRecord, seen: &Seen, contracts: &ContractSet) -> St
 }
 
 fn dedup_finding(rec: &UsageRecord, prior: Prior, contracts: &ContractSet) -> Option<Finding> {
+    let mut f = dedup_finding_of(rec, prior, contracts)?;
+    // Name the other customer key in the hint too, when another contract set the key.
+    if let Prior::Same(seen) | Prior::Different(seen) = prior {
+        match contracts.get(seen.contract) {
+            Some(c) if c.customer != rec.customer => {
+                let note = format!(
+                    "the key was first used by customer key {}, which has the same identity on the wire",
+                    crate::parse::shown(&c.customer)
+                );
+                f.hint = Some(match f.hint.take() {
+                    Some(h) => format!("{note}; {h}"),
+                    None => note,
+                });
+            }
+            _ => {}
+        }
+    }
+    Some(f)
+}
+
+fn dedup_finding_of(rec: &UsageRecord, prior: Prior, contracts: &ContractSet) -> Option<Finding> {
     let hour = hour_floor(rec.start_time);
     let next = format_secs(add(hour, chrono::Duration::hours(1)));
     let rule = match rec.marketplace {
