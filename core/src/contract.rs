@@ -118,6 +118,11 @@ pub struct Contract {
     /// Google entitlement usageReportingId (the Service Control consumerId).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage_reporting_id: Option<String>,
+    /// The marketplace's own id for this contract, used to match lifecycle events and
+    /// syncs: the AWS agreement id, the Google entitlement id (for Microsoft the SaaS
+    /// subscription id, which is `resource_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marketplace_id: Option<String>,
     /// The billable dimensions.
     #[serde(default)]
     pub dimensions: Vec<Dimension>,
@@ -151,6 +156,8 @@ pub(crate) struct ContractDoc {
     resource_uri: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     usage_reporting_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    marketplace_id: Option<String>,
     #[serde(default)]
     dimensions: Vec<Dimension>,
 }
@@ -176,6 +183,7 @@ impl ContractDoc {
             resource_id: self.resource_id,
             resource_uri: self.resource_uri,
             usage_reporting_id: self.usage_reporting_id,
+            marketplace_id: self.marketplace_id,
             dimensions: self.dimensions,
         };
         c.normalize();
@@ -207,6 +215,7 @@ impl From<Contract> for ContractDoc {
             resource_id: c.resource_id,
             resource_uri: c.resource_uri,
             usage_reporting_id: c.usage_reporting_id,
+            marketplace_id: c.marketplace_id,
             dimensions: c.dimensions,
         }
     }

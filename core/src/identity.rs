@@ -114,6 +114,7 @@ pub fn record_identity(
             resource_id: None,
             resource_uri: None,
             usage_reporting_id: None,
+            marketplace_id: None,
             dimensions: Vec::new(),
         }),
     }

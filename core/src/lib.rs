@@ -30,6 +30,7 @@ pub mod identity;
 pub mod model;
 pub mod parse;
 pub mod policy;
+pub mod reference;
 pub mod report;
 pub mod rules;
 pub mod settings;
