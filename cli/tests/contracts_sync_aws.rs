@@ -238,14 +238,17 @@ fn sync_pages_through_agreements_and_a_second_sync_changes_nothing() {
     ags[1]["status"] = json!("CANCELLED");
     ags[1]["endTime"] = json!("2026-03-01T12:00:00Z");
     ags[2]["status"] = json!("EXPIRED");
+    // Renewed, but no successor is listed: ended, as the core's table says.
+    ags[4]["status"] = json!("RENEWED");
     fake.set(&ags);
     let (o, s) = sync(&fake, &ledger, &cfg);
     assert!(o.status.success());
-    assert_eq!(s["ended"].as_u64(), Some(2));
+    assert_eq!(s["ended"].as_u64(), Some(3));
     let stored = export(&fake, &ledger);
     assert_eq!(stored[1]["status"], "cancelled");
     assert_eq!(stored[1]["cancelled_at"], "2026-03-01T12:00:00Z");
     assert_eq!(stored[2]["status"], "ended");
+    assert_eq!(stored[4]["status"], "ended");
 
     // Agreement 3 renewed: the renewal (a new agreement of the same account) carries the
     // contract on under its own id; nothing is added.

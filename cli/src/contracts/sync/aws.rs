@@ -27,14 +27,15 @@
 //! An agreement becomes a contract: `product` = the product code, `customer` =
 //! `aws_account_id` = the acceptor's account id (a second agreement of one account for one
 //! product is keyed `account/agreement`), `marketplace_id` = the agreement id, `license_arn`,
-//! `starts_at` = `startTime`, `ends_at` = `endTime`. Status (the core has no marketplace word
-//! table yet, so it is mapped here): `ACTIVE` → active; `CANCELLED`, `TERMINATED`,
-//! `ROLLED_BACK` → cancelled at `endTime` (else the sync's time); `EXPIRED`, `ARCHIVED` →
-//! ended. `RENEWED`, `REPLACED` and `SUPERSEDED` agreements are skipped, as the `Purchase
-//! Agreement Ended` event with those statuses only records: a newer agreement of the same
-//! account and product carries the contract on, and the store moves the contract's
-//! `marketplace_id` to it ([`super::apply`] matches an AWS agreement of an unknown id by product
-//! and `aws_account_id` when the contract's own agreement is no longer listed).
+//! `starts_at` = `startTime`, `ends_at` = `endTime`. Status: the core's table
+//! ([`metergate_core::status_of`]): `ACTIVE` → active; `CANCELLED`, `TERMINATED` → cancelled
+//! at `endTime` (else the sync's time); `EXPIRED`, `ARCHIVED`, `ROLLED_BACK`, ... → ended.
+//! A `RENEWED`, `REPLACED` or `SUPERSEDED` agreement whose account has an `ACTIVE` agreement
+//! for the same product in the listing is skipped, as the `Purchase Agreement Ended` event
+//! with those statuses only records: the newer agreement carries the contract on, and the
+//! store moves the contract's `marketplace_id` to it ([`super::apply`] matches an AWS
+//! agreement of an unknown id by product and `aws_account_id` when the contract's own
+//! agreement is no longer listed). Without such a successor it ends, as the core says.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -133,18 +134,9 @@ fn time(t: Option<&SmithyTime>) -> Option<DateTime<Utc>> {
     t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
 }
 
-fn status_of(word: &str) -> Option<ContractStatus> {
-    Some(match word {
-        "ACTIVE" => ContractStatus::Active,
-        "CANCELLED" | "TERMINATED" | "ROLLED_BACK" => ContractStatus::Cancelled,
-        "EXPIRED" | "ARCHIVED" => ContractStatus::Ended,
-        _ => return None,
-    })
-}
-
 /// Every purchase agreement of a configured product, as contracts. Returns them, the calls
 /// made (operations sent; the SDKs' retries are not counted) and how many agreements were
-/// skipped (no configured product, or renewed, replaced or superseded).
+/// skipped (no configured product, or renewed, replaced or superseded with a successor).
 pub fn fetch(
     cfg: &AwsSyncConfig,
     opts: &AwsOptions,
@@ -271,6 +263,17 @@ pub fn fetch(
         let mut out = Vec::new();
         let mut skipped = 0;
         let mut seen: BTreeMap<(String, String), usize> = BTreeMap::new();
+        // (product id, account) of every ACTIVE agreement: the successors of renewed ones.
+        let live: BTreeSet<(&str, &str)> = summaries
+            .iter()
+            .filter(|s| s.status().is_some_and(|w| w.as_str() == "ACTIVE"))
+            .filter_map(|s| {
+                let acct = s.acceptor().and_then(|a| a.account_id())?;
+                let res = s.proposal_summary()?.resources();
+                Some(res.iter().filter_map(|r| r.id()).map(move |id| (id, acct)))
+            })
+            .flatten()
+            .collect();
         for s in &summaries {
             let Some(id) = s.agreement_id().filter(|s| !s.is_empty()) else {
                 return Err(fail("SearchAgreements: an agreement without an agreementId"));
@@ -286,6 +289,10 @@ pub fn fetch(
             if s
                 .status()
                 .is_some_and(|w| SUCCEEDED.contains(&w.as_str()))
+                && s
+                    .acceptor()
+                    .and_then(|a| a.account_id())
+                    .is_some_and(|a| live.contains(&(product.id.as_str(), a)))
             {
                 skipped += 1;
                 continue;
@@ -342,8 +349,8 @@ pub fn fetch(
                 .or(s.status())
                 .map(|w| w.as_str().to_owned())
                 .ok_or_else(|| fail(format!("agreement {id}: no status")))?;
-            let status = status_of(&word)
-                .ok_or_else(|| fail(format!("agreement {id}: unknown status {word:?}")))?;
+            let status = metergate_core::status_of(Marketplace::Aws, &word)
+                .map_err(|e| fail(format!("agreement {id}: {e}")))?;
             let account = d
                 .acceptor()
                 .or(s.acceptor())
@@ -354,7 +361,8 @@ pub fn fetch(
             let starts_at = time(d.start_time().or(s.start_time()))
                 .or(time(d.acceptance_time()))
                 .unwrap_or(now);
-            let ends_at = time(d.end_time().or(s.end_time()));
+            let ends_at = time(d.end_time().or(s.end_time()))
+                .or((status == ContractStatus::Ended).then_some(now));
             let cancelled_at = (status == ContractStatus::Cancelled)
                 .then(|| ends_at.map_or(now, |e| e.min(now)).max(starts_at));
             let k = (product.code.clone(), account.clone());
