@@ -22,10 +22,12 @@
 pub mod aggregate;
 pub mod batch;
 pub mod contract;
+pub mod csv_reader;
 pub mod dedup;
 pub mod explain;
 pub mod finding;
 pub mod heartbeat;
+pub mod input;
 pub mod model;
 pub mod parse;
 pub mod policy;
