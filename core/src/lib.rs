@@ -31,6 +31,7 @@ pub mod input;
 pub mod model;
 pub mod parse;
 pub mod policy;
+pub mod reference;
 pub mod report;
 pub mod rules;
 pub mod settings;
