@@ -100,6 +100,8 @@ pub fn merge(old: &Contract, s: &Synced, now: DateTime<Utc>) -> Contract {
     let n = &s.contract;
     let mut c = old.clone();
     c.status = n.status;
+    // The state as the marketplace said it now, not as the old contract wrote it.
+    c.status_word = n.status_word.clone();
     c.starts_at = n.starts_at;
     c.ends_at = n.ends_at;
     c.cancelled_at = match n.status {
