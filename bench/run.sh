@@ -143,6 +143,7 @@ native cli-policy "$cli" check "$csv" --contracts "$data/contracts.json" --now "
     --policy "$root/examples/policies/dimension_cap.rhai" --config "$data/config.toml"
 cli_counts cli-builtin
 cli_counts cli-policy --policy "$root/examples/policies/dimension_cap.rhai" --config "$data/config.toml"
+node_bench wasm-session "$here/node/metergate.mjs" session "$data"
 node_bench wasm-csv "$here/node/metergate.mjs" csv "$data"
 node_bench wasm-objects "$here/node/metergate.mjs" objects "$data"
 node_bench papaparse-ajv "$here/node/alternatives.mjs" ajv "$data"

@@ -1,11 +1,13 @@
 // The CSV check, off the main thread. It loads the metergate package itself, compiles its own
-// Validator from the page's contracts, policy and settings, and validates the whole file with
-// ONE validateCsv call, so that duplicates and overlaps are found across the whole file (see
-// README.md, "Why one validateCsv call"). The page can stop it at any time by terminating it.
+// Validator from the page's contracts, policy and settings, and streams the file through ONE
+// CSV session (Validator.csvSession): File.stream() chunks go into the session as bytes, so
+// duplicates and overlaps are found across the whole file while only one chunk of it is in
+// memory at a time, and the progress bar moves with the bytes read (see README.md). The page
+// can stop it at any time by terminating it.
 //
 // Protocol (page -> worker):  {type:'run', file, config, now}
 //                             {type:'page', id, code, verdict, offset, limit}
-// (worker -> page):           {type:'progress', phase, value}
+// (worker -> page):           {type:'progress', phase, value, bytes, total}
 //                             {type:'done', summary, chart, codes, elapsed, findings}
 //                             {type:'page', id, rows, total, offset}
 //                             {type:'file', kind, blob, name, info}
@@ -16,33 +18,26 @@ import { csvCell, csvLine, parseCsv } from './js/csvparse.js';
 let state = null;
 
 const post = (m) => self.postMessage(m);
-const progress = (phase, value) => post({ type: 'progress', phase, value });
+const progress = (phase, value, extra = {}) => post({ type: 'progress', phase, value, ...extra });
 
-async function readFile(file) {
-  if (typeof file === 'string') return file;
-  const size = file.size || 1;
-  const reader = file.stream().pipeThrough(new TextDecoderStream()).getReader();
-  const parts = [];
-  let bytes = 0;
-  let lastPost = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    parts.push(value);
-    bytes += value.length;
-    const now = performance.now();
-    if (now - lastPost > 100) {
-      lastPost = now;
-      progress(`Reading the file: ${Math.min(100, Math.round((bytes / size) * 100))} %`, 5 + Math.min(20, (bytes / size) * 20));
-    }
+/** A growable typed array (one number per row, without holding verdict objects). */
+class Column {
+  constructor(Type) {
+    this.Type = Type;
+    this.a = new Type(1 << 16);
+    this.n = 0;
   }
-  return parts.join('');
-}
-
-function countLines(text) {
-  let n = 0;
-  for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) n += 1;
-  return n;
+  push(x) {
+    if (this.n === this.a.length) {
+      const b = new this.Type(this.a.length * 2);
+      b.set(this.a);
+      this.a = b;
+    }
+    this.a[this.n++] = x;
+  }
+  get(i) {
+    return this.a[i];
+  }
 }
 
 const FIXABLE_ERRORS = (f) => f.code === 'duplicate-request' || (f.code === 'invalid-quantity' && f.rule === 'all.unit');
@@ -51,45 +46,65 @@ async function run({ file, config, now }) {
   const t0 = performance.now();
   progress('Starting the checker…', 2);
   const mg = await loadMetergate();
-  const text = await readFile(file);
-  progress('Compiling the contracts and the policy…', 26);
+  progress('Compiling the contracts and the policy…', 3);
   let validator;
   try {
     validator = makeValidator(config);
   } catch (e) {
     throw new Error(`cannot compile the contracts or the policy: ${e.message || e}`);
   }
-  const approx = Math.max(0, countLines(text) - 1);
-  progress(`Validating ${approx.toLocaleString('en-US')} rows in one pass (duplicates are checked across the whole file)…`, 30);
-  // Let the progress message reach the page before the long synchronous call.
-  await new Promise((r) => setTimeout(r, 0));
-  let report;
-  try {
-    report = validator.validateCsv(text, now);
-  } finally {
-    validator.free();
-  }
-  progress('Indexing the findings…', 80);
-
-  const verdicts = report.verdicts;
-  const n = verdicts.length;
-  const kind = new Uint8Array(n); // 1 accepted, 2 rejected
-  const lines = new Uint32Array(n);
-  const recordIds = new Array(n);
+  if (typeof file === 'string') file = new Blob([file]);
+  const size = file.size || 1;
+  const kind = new Column(Uint8Array); // 1 accepted, 2 rejected
+  const lines = new Column(Uint32Array);
+  const recordIds = new Map(); // row -> record_id, for rows with findings
+  const rowFindings = new Map(); // row -> findings, for rows with findings
   const findings = []; // {row, code, severity, field, message, hint, rule}
   const byCode = new Map();
-  for (let i = 0; i < n; i++) {
-    const v = verdicts[i];
-    kind[i] = v.verdict === 'accepted' ? 1 : 2;
-    lines[i] = v.line;
-    if (v.record_id) recordIds[i] = v.record_id;
-    for (const f of v.findings) {
-      findings.push({ row: i, code: f.code, severity: f.severity, field: f.field, message: f.message, hint: f.hint, rule: f.rule });
-      const key = `${f.severity}\u0000${f.code}`;
-      byCode.set(key, (byCode.get(key) || 0) + 1);
+  const take = (verdicts) => {
+    for (const v of verdicts) {
+      const i = kind.n;
+      kind.push(v.verdict === 'accepted' ? 1 : 2);
+      lines.push(v.line);
+      if (!v.findings.length) continue;
+      if (v.record_id) recordIds.set(i, v.record_id);
+      rowFindings.set(i, v.findings);
+      for (const f of v.findings) {
+        findings.push({ row: i, code: f.code, severity: f.severity, field: f.field, message: f.message, hint: f.hint, rule: f.rule });
+        const key = `${f.severity}\u0000${f.code}`;
+        byCode.set(key, (byCode.get(key) || 0) + 1);
+      }
     }
-    if (i % 100000 === 99999) progress(`Indexing the findings… ${Math.round(((i + 1) / n) * 100)} %`, 80 + (15 * (i + 1)) / n);
+  };
+
+  // One pass: the file's bytes, chunk by chunk, through one session.
+  const session = validator.csvSession({ now, report: 'all' });
+  let summary;
+  try {
+    const reader = file.stream().getReader();
+    let bytes = 0;
+    let lastPost = -Infinity;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      take(session.push(value));
+      bytes += value.length;
+      const t = performance.now();
+      if (t - lastPost > 100) {
+        lastPost = t;
+        const pct = Math.min(100, Math.round((bytes / size) * 100));
+        progress(`Validating: ${pct} % of the file, ${kind.n.toLocaleString('en-US')} rows so far (duplicates are checked across the whole file)…`, 5 + (85 * bytes) / size, { bytes, total: size });
+      }
+    }
+    const end = session.finish();
+    take(end.verdicts);
+    summary = end.summary;
+  } finally {
+    session.free();
+    validator.free();
   }
+  progress('Indexing the findings…', 92, { bytes: size, total: size });
+
   const chart = [...byCode.entries()]
     .map(([k, count]) => {
       const [severity, code] = k.split('\u0000');
@@ -97,13 +112,10 @@ async function run({ file, config, now }) {
     })
     .sort((a, b) => (a.severity === b.severity ? b.count - a.count : a.severity === 'error' ? -1 : 1));
   const codes = [...new Set(chart.map((c) => c.code))].sort();
-  state = { text, kind, lines, recordIds, findings, filters: new Map(), config, mg, verdicts: null };
-  // Keep the per-row finding lists only as long as the downloads need them.
-  state.rowFindings = verdicts.map((v) => v.findings);
-  post({ type: 'done', summary: report.summary, chart, codes, elapsed: (performance.now() - t0) / 1000, findings: findings.length });
+  state = { file, kind, lines, recordIds, findings, filters: new Map(), config, mg, rowFindings };
+  post({ type: 'done', summary, chart, codes, elapsed: (performance.now() - t0) / 1000, findings: findings.length });
 
-  buildAnnotated();
-  buildAggregated();
+  await buildDownloads();
   state.rowFindings = null;
 }
 
@@ -117,7 +129,7 @@ function filtered(code, verdict) {
     for (let i = 0; i < fs.length; i++) {
       const f = fs[i];
       if (code && f.code !== code) continue;
-      if (want && state.kind[f.row] !== want) continue;
+      if (want && state.kind.get(f.row) !== want) continue;
       out.push(i);
     }
     idx = Int32Array.from(out);
@@ -134,9 +146,9 @@ function page({ id, code, verdict, offset, limit }) {
   for (let k = start; k < Math.min(idx.length, start + limit); k++) {
     const f = state.findings[idx[k]];
     rows.push({
-      line: state.lines[f.row],
-      record_id: state.recordIds[f.row] ?? null,
-      verdict: state.kind[f.row] === 1 ? 'accepted' : 'rejected',
+      line: state.lines.get(f.row),
+      record_id: state.recordIds.get(f.row) ?? null,
+      verdict: state.kind.get(f.row) === 1 ? 'accepted' : 'rejected',
       code: f.code,
       severity: f.severity,
       field: f.field ?? null,
@@ -147,86 +159,114 @@ function page({ id, code, verdict, offset, limit }) {
   post({ type: 'page', id, rows, total: idx.length, offset: start });
 }
 
-/** The physical lines of each row: [first, last] 0-based line indexes, blank lines trimmed. */
-function rowSpans(physical) {
-  const n = state.lines.length;
-  const spans = new Uint32Array(n * 2);
-  for (let i = 0; i < n; i++) {
-    const first = state.lines[i] - 1;
-    let last = i + 1 < n ? state.lines[i + 1] - 2 : physical.length - 1;
-    while (last > first && physical[last].replace(/\r$/, '').trim() === '') last -= 1;
-    spans[2 * i] = first;
-    spans[2 * i + 1] = last;
+/** The file's physical lines (split at \n, a trailing \r removed), read again as a stream. */
+async function* physicalLines(file) {
+  const reader = file.stream().pipeThrough(new TextDecoderStream()).getReader();
+  let rest = '';
+  const strip = (s) => (s.endsWith('\r') ? s.slice(0, -1) : s);
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    const parts = (rest + value).split('\n');
+    rest = parts.pop();
+    for (const p of parts) yield strip(p);
   }
-  return spans;
+  if (rest !== '') yield strip(rest);
 }
 
-function buildAnnotated() {
-  const physical = state.text.split('\n');
-  state.physical = physical;
-  state.spans = rowSpans(physical);
+/**
+ * The downloads, from a second streamed pass over the file (the text is never held whole):
+ * the annotated CSV (every row plus its verdict) and the hourly aggregation of the accepted
+ * or fixable rows (summed in batches without units, then once with the contracts' units, which
+ * gives what one call over every row gives).
+ */
+async function buildDownloads() {
+  const n = state.lines.n;
   const parts = [];
   let chunk = [];
-  const strip = (s) => (s.endsWith('\r') ? s.slice(0, -1) : s);
-  chunk.push(`${strip(physical[0] ?? '')},verdict,codes`);
-  const n = state.lines.length;
-  for (let i = 0; i < n; i++) {
-    const first = state.spans[2 * i];
-    const last = state.spans[2 * i + 1];
-    for (let j = first; j < last; j++) chunk.push(strip(physical[j]));
-    const codes = [...new Set(state.rowFindings[i].map((f) => f.code))].join(';');
-    chunk.push(`${strip(physical[last])},${state.kind[i] === 1 ? 'accepted' : 'rejected'},${csvCell(codes)}`);
-    if (chunk.length >= 20000) {
-      parts.push(chunk.join('\n') + '\n');
+  const flush = (force) => {
+    if (chunk.length >= 20000 || (force && chunk.length)) {
+      parts.push(new Blob([chunk.join('\n') + '\n']));
       chunk = [];
     }
-  }
-  if (chunk.length) parts.push(chunk.join('\n') + '\n');
-  post({ type: 'file', kind: 'annotated', blob: new Blob(parts, { type: 'text/csv' }), name: 'metergate-annotated.csv', info: `${n.toLocaleString('en-US')} rows` });
-}
-
-function buildAggregated() {
-  const header = (parseCsv(state.physical[0] ?? '')[0] || []).map((h) => h.trim());
-  const records = [];
+  };
+  let header = null;
+  const partials = [];
+  let batch = [];
   let repeats = 0;
   let fixed = 0;
-  const n = state.lines.length;
-  for (let i = 0; i < n; i++) {
-    const fs = state.rowFindings[i];
+  let used = 0;
+  const aggregateBatch = (force) => {
+    if (batch.length >= 20000 || (force && batch.length)) {
+      const out = state.mg.aggregateHourly(batch, null);
+      for (const r of out.records) partials.push(r);
+      batch = [];
+    }
+  };
+  const emitRow = (i, rowLines) => {
+    while (rowLines.length > 1 && rowLines[rowLines.length - 1].trim() === '') rowLines.pop();
+    const fs = state.rowFindings.get(i) ?? [];
+    const codes = [...new Set(fs.map((f) => f.code))].join(';');
+    for (let j = 0; j < rowLines.length - 1; j++) chunk.push(rowLines[j]);
+    chunk.push(`${rowLines[rowLines.length - 1]},${state.kind.get(i) === 1 ? 'accepted' : 'rejected'},${csvCell(codes)}`);
+    flush(false);
     if (fs.some((f) => f.code === 'duplicate-ignored')) {
       repeats += 1; // an idempotent repeat: billed once, so it must not be summed twice
-      continue;
+      return;
     }
-    if (state.kind[i] === 2) {
+    if (state.kind.get(i) === 2) {
       const errors = fs.filter((f) => f.severity === 'error');
-      if (!errors.length || !errors.every(FIXABLE_ERRORS)) continue;
+      if (!errors.length || !errors.every(FIXABLE_ERRORS)) return;
       fixed += 1;
     }
-    const first = state.spans[2 * i];
-    const last = state.spans[2 * i + 1];
-    const cells = parseCsv(state.physical.slice(first, last + 1).join('\n'))[0] || [];
+    const cells = parseCsv(rowLines.join('\n'))[0] || [];
     const rec = {};
     header.forEach((h, k) => {
       if (h && cells[k] !== undefined && cells[k] !== '' && !(h in rec)) rec[h] = cells[k];
     });
-    records.push(rec);
+    batch.push(rec);
+    used += 1;
+    aggregateBatch(false);
+  };
+  let lineNo = 0;
+  let row = -1; // the row whose lines are being gathered
+  let rowLines = [];
+  for await (const line of physicalLines(state.file)) {
+    lineNo += 1;
+    if (lineNo === 1) {
+      header = (parseCsv(line)[0] || []).map((h) => h.replace(/^\ufeff+/, '').trim());
+      chunk.push(`${line.replace(/^\ufeff/, '')},verdict,codes`);
+      continue;
+    }
+    if (row + 1 < n && lineNo === state.lines.get(row + 1)) {
+      if (row >= 0) emitRow(row, rowLines);
+      row += 1;
+      rowLines = [];
+      if (row % 50000 === 0) progress(`Preparing the downloads… ${Math.round((row / n) * 100)} %`, 92 + (8 * row) / n);
+    }
+    if (row >= 0) rowLines.push(line);
   }
+  if (row >= 0) emitRow(row, rowLines.length ? rowLines : ['']);
+  flush(true);
+  aggregateBatch(true);
+  post({ type: 'file', kind: 'annotated', blob: new Blob(parts, { type: 'text/csv' }), name: 'metergate-annotated.csv', info: `${n.toLocaleString('en-US')} rows` });
+
   let out;
   try {
-    out = state.mg.aggregateHourly(records, state.config.contracts);
+    out = state.mg.aggregateHourly(partials, state.config.contracts);
   } catch (e) {
     post({ type: 'file', kind: 'aggregated', blob: null, info: `cannot aggregate: ${e.message || e}` });
     return;
   }
   const cols = ['marketplace', 'product', 'customer', 'dimension', 'quantity', 'start_time', 'end_time', 'plan'];
-  const lines = [cols.join(',')];
-  for (const r of out.records) lines.push(csvLine(cols.map((c) => r[c] ?? '')));
+  const out_lines = [cols.join(',')];
+  for (const r of out.records) out_lines.push(csvLine(cols.map((c) => r[c] ?? '')));
   post({
     type: 'file',
     kind: 'aggregated',
-    blob: new Blob([lines.join('\n') + '\n'], { type: 'text/csv' }),
+    blob: new Blob([out_lines.join('\n') + '\n'], { type: 'text/csv' }),
     name: 'metergate-hourly.csv',
-    info: `${out.records.length.toLocaleString('en-US')} hourly records from ${records.length.toLocaleString('en-US')} accepted or fixable rows (${fixed.toLocaleString('en-US')} fixed, ${repeats.toLocaleString('en-US')} idempotent repeats left out)`,
+    info: `${out.records.length.toLocaleString('en-US')} hourly records from ${used.toLocaleString('en-US')} accepted or fixable rows (${fixed.toLocaleString('en-US')} fixed, ${repeats.toLocaleString('en-US')} idempotent repeats left out)`,
     carried: out.carried,
   });
 }

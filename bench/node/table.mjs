@@ -15,6 +15,7 @@ const VARIANTS = [
   ['floor', 'parse-only floor: `csv` crate → `RawRecord` (bench/floor)', 'none'],
   ['cli-builtin', '`metergate check --format json`', ALL],
   ['cli-policy', '`metergate check --format json --policy dimension_cap.rhai`', `${ALL} + one rhai policy`],
+  ['wasm-session', 'npm `metergate` in Node: `csvSession({report: "problems"})`, 1 MiB chunks read from disk', ALL],
   ['wasm-csv', 'npm `metergate` in Node: `Validator.validateCsv(text)`', ALL],
   ['wasm-objects', 'npm `metergate` in Node: `Validator.validate(objects)` (split not timed)', ALL],
   ['papaparse-ajv', 'papaparse + ajv (compiled schema, ajv-formats)', SCHEMA],
@@ -73,6 +74,12 @@ t.push([
   `${(cliB.rss_kib / 1024).toFixed(1)} / ${(cliP.rss_kib / 1024).toFixed(1)} MiB (built-in / policy)${rssNote}`,
   Math.max(cliB.rss_kib, cliP.rss_kib) * 1024 <= 150e6,
 ]);
+const sess = timed.get('wasm-session');
+if (sess) {
+  t.push(['npm `csvSession` ≥ 2× papaparse + ajv records/s', `${(ajv.cpu_seconds / sess.cpu_seconds).toFixed(2)}× (wall: ${(ajv.seconds / sess.seconds).toFixed(2)}×)`, ajv.cpu_seconds / sess.cpu_seconds >= 2]);
+  t.push(['npm `csvSession` ≤ 1.5× the CLI CPU time', `${(sess.cpu_seconds / cliB.cpu_seconds).toFixed(2)}×`, sess.cpu_seconds / cliB.cpu_seconds <= 1.5]);
+  t.push([`npm \`csvSession\` peak RSS ≤ 250 MB (1 MiB chunks)`, `${(sess.rss_kib / 1024).toFixed(1)} MiB${rssNote}`, sess.rss_kib * 1024 <= 250e6]);
+}
 t.push(['WASM `validateCsv` ≤ 1.5× the native (CLI built-in) time', `${(wasm.cpu_seconds / cliB.cpu_seconds).toFixed(2)}× (wall: ${(wasm.seconds / cliB.seconds).toFixed(2)}×)`, wasm.cpu_seconds / cliB.cpu_seconds <= 1.5]);
 t.push(['WASM `validateCsv` at least as fast as papaparse + ajv', `${(ajv.cpu_seconds / wasm.cpu_seconds).toFixed(2)}× as fast (wall: ${(ajv.seconds / wasm.seconds).toFixed(2)}×)`, wasm.cpu_seconds <= ajv.cpu_seconds]);
 out.push('');
@@ -84,12 +91,12 @@ for (const [what, got, ok] of t) out.push(`| ${what} | ${got} | ${mark(ok)} |`);
 
 // The same verdicts everywhere: the CLI and the npm package call the same core.
 const a = counts.get('cli-builtin');
-const same = ['wasm-csv', 'wasm-objects'].map((n) => timed.get(n)).filter(Boolean);
+const same = ['wasm-session', 'wasm-csv', 'wasm-objects'].map((n) => timed.get(n)).filter(Boolean);
 const agree = a && same.every((r) => r.accepted === a.accepted && r.rejected === a.rejected && r.records === a.records);
 out.push('');
 out.push(
   agree
-    ? `The CLI and both npm-package runs give the same counts (${fmtInt(a.accepted)} accepted, ${fmtInt(a.rejected)} rejected, ${fmtInt(a.warnings)} warnings).`
+    ? `The CLI and every npm-package run give the same counts (${fmtInt(a.accepted)} accepted, ${fmtInt(a.rejected)} rejected, ${fmtInt(a.warnings)} warnings).`
     : `**The CLI and the npm package disagree on the counts**: ${JSON.stringify([a, ...same])}`,
 );
 out.push('');

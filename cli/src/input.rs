@@ -7,19 +7,18 @@
 //! go on. Only problems with the file as a whole (cannot open, no usable CSV header, a JSON
 //! array that is malformed) stop the run with a [`CliError`].
 
-use std::collections::VecDeque;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use metergate_core::model::RECORD_FIELDS;
-use metergate_core::{Code, Field, Finding, RawRecord};
+use metergate_core::csv_reader::{Cells, CsvError, CsvReader};
+use metergate_core::RawRecord;
 
 use crate::error::{CliError, Location};
 
 /// Rule id of findings made by the input layer (the same as the core's form checks).
-pub const RULE_FORM: &str = "all.form";
+pub const RULE_FORM: &str = metergate_core::parse::RULE_FORM;
 
 const READ_BUFFER: usize = 256 * 1024;
 
@@ -133,35 +132,7 @@ impl InputPath {
     }
 }
 
-/// One input row.
-// Records are the common case: boxing them would cost an allocation per row.
-#[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, PartialEq)]
-pub enum Row {
-    /// A record to judge.
-    Record(RawRecord),
-    /// A row that could not be read as a record: it gets a verdict with this finding.
-    Unreadable {
-        /// An `invalid-record` finding naming the column, or `row`.
-        finding: Finding,
-        /// The record id, when it could still be read.
-        record_id: Option<String>,
-    },
-}
-
-/// A row with the 1-based physical line it starts on.
-#[derive(Clone, Debug, PartialEq)]
-pub struct InputRecord {
-    /// CSV: the header is line 1. JSON array: the line of the object's `{`. JSONL: the line.
-    pub line: u64,
-    /// The record, or why it could not be read.
-    pub row: Row,
-}
-
-/// The `invalid-record` finding of a row the input layer could not read.
-pub fn unreadable(field: &str, message: String, hint: &str) -> Finding {
-    Finding::new(Code::InvalidRecord, RULE_FORM, Some(field), message).hint(hint.to_owned())
-}
+pub use metergate_core::input::{unreadable, InputRecord, Row};
 
 /// Streams the records of one input.
 pub struct RecordReader {
@@ -222,15 +193,15 @@ impl RecordReader {
     /// CSV inputs: the header, as read (BOM and surrounding spaces removed).
     pub fn csv_headers(&self) -> Option<&[String]> {
         match &self.inner {
-            Inner::Csv(c) => Some(&c.headers),
+            Inner::Csv(c) => c.reader.headers(),
             _ => None,
         }
     }
 
     /// CSV inputs: the raw cells of the row [`RecordReader::next_record`] returned last.
-    pub fn csv_row(&self) -> Option<&csv::ByteRecord> {
+    pub fn csv_row(&self) -> Option<Cells<'_>> {
         match &self.inner {
-            Inner::Csv(c) => Some(&c.row),
+            Inner::Csv(c) => Some(c.reader.cells()),
             _ => None,
         }
     }
@@ -238,7 +209,7 @@ impl RecordReader {
     /// Bytes consumed so far (for a progress bar).
     pub fn bytes_read(&self) -> u64 {
         match &self.inner {
-            Inner::Csv(c) => c.rdr.position().byte(),
+            Inner::Csv(c) => c.reader.bytes_read(),
             Inner::Json(j) => j.src.pos,
             Inner::Jsonl(j) => j.pos,
         }
@@ -253,332 +224,78 @@ impl Iterator for RecordReader {
 }
 
 // ---------------------------------------------------------------------------------------------
-// CSV
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Known {
-    Marketplace,
-    Product,
-    Customer,
-    Dimension,
-    Quantity,
-    StartTime,
-    EndTime,
-    RecordId,
-    Plan,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Column {
-    Known(Known),
-    Allocations,
-    Attribute(String),
-}
-
-fn column_of(name: &str) -> Column {
-    match name {
-        "marketplace" => Column::Known(Known::Marketplace),
-        "product" => Column::Known(Known::Product),
-        "customer" => Column::Known(Known::Customer),
-        "dimension" => Column::Known(Known::Dimension),
-        "quantity" => Column::Known(Known::Quantity),
-        "start_time" => Column::Known(Known::StartTime),
-        "end_time" => Column::Known(Known::EndTime),
-        "record_id" => Column::Known(Known::RecordId),
-        "plan" => Column::Known(Known::Plan),
-        "allocations" => Column::Allocations,
-        other => Column::Attribute(other.to_owned()),
-    }
-}
-
-fn slot(rec: &mut RawRecord, k: Known) -> &mut Option<Field> {
-    match k {
-        Known::Marketplace => &mut rec.marketplace,
-        Known::Product => &mut rec.product,
-        Known::Customer => &mut rec.customer,
-        Known::Dimension => &mut rec.dimension,
-        Known::Quantity => &mut rec.quantity,
-        Known::StartTime => &mut rec.start_time,
-        Known::EndTime => &mut rec.end_time,
-        Known::RecordId => &mut rec.record_id,
-        Known::Plan => &mut rec.plan,
-    }
-}
-
-/// Counts physical lines under the CSV reader: `\n`, `\r\n` and a bare `\r` each end one.
-/// (The csv crate's own line count skips blank lines and bare `\r`.)
-struct LineCounting {
-    inner: Box<dyn Read>,
-    /// Bytes read so far.
-    offset: u64,
-    /// Line breaks read but not yet passed: (offset, length).
-    breaks: VecDeque<(u64, u8)>,
-    /// Line breaks passed.
-    passed: u64,
-    prev_cr: bool,
-}
-
-impl LineCounting {
-    fn new(inner: Box<dyn Read>) -> LineCounting {
-        LineCounting {
-            inner,
-            offset: 0,
-            breaks: VecDeque::new(),
-            passed: 0,
-            prev_cr: false,
-        }
-    }
-
-    /// The 1-based line of a record that csv says starts at `byte` (which may point at blank
-    /// lines before it). Calls must come with non-decreasing `byte`.
-    fn line_of(&mut self, byte: u64) -> u64 {
-        while self
-            .breaks
-            .front()
-            .is_some_and(|(at, len)| at + u64::from(*len) <= byte)
-        {
-            self.breaks.pop_front();
-            self.passed += 1;
-        }
-        // csv may point into the previous line break (the LF of a CRLF) or at blank lines.
-        let mut pos = byte;
-        while let Some((at, len)) = self.breaks.front().copied() {
-            if at > pos {
-                break;
-            }
-            pos = at + u64::from(len);
-            self.breaks.pop_front();
-            self.passed += 1;
-        }
-        self.passed + 1
-    }
-}
-
-impl Read for LineCounting {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        for (i, b) in buf.get(..n).unwrap_or_default().iter().enumerate() {
-            match b {
-                b'\n' => {
-                    let at = self.offset + i as u64;
-                    match self.breaks.back_mut() {
-                        Some(last) if self.prev_cr && last.0 + 1 == at => last.1 = 2,
-                        _ => self.breaks.push_back((at, 1)),
-                    }
-                    self.prev_cr = false;
-                }
-                b'\r' => {
-                    self.breaks.push_back((self.offset + i as u64, 1));
-                    self.prev_cr = true;
-                }
-                _ => self.prev_cr = false,
-            }
-        }
-        self.offset += n as u64;
-        Ok(n)
-    }
-}
+// CSV: the core's streaming reader over the file's bytes
 
 struct CsvInput {
-    rdr: csv::Reader<LineCounting>,
-    headers: Vec<String>,
-    columns: Vec<Column>,
-    record_id_col: Option<usize>,
-    row: csv::ByteRecord,
+    read: Box<dyn Read>,
+    buf: Vec<u8>,
+    pos: usize,
+    len: usize,
+    eof: bool,
+    reader: CsvReader,
+    /// The first row, read while looking for the end of the header.
+    pending: Option<InputRecord>,
 }
 
 impl CsvInput {
     fn new(name: &str, read: Box<dyn Read>) -> Result<CsvInput, CliError> {
-        let mut rdr = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .flexible(true)
-            .buffer_capacity(READ_BUFFER)
-            .from_reader(LineCounting::new(read));
-        let raw = rdr.byte_headers().map_err(|e| csv_error(name, e))?.clone();
-        let at_header = || Location::at(name, 1, None);
-        if raw.is_empty() || (raw.len() == 1 && raw.get(0).is_some_and(<[u8]>::is_empty)) {
-            return Err(CliError::input(
-                at_header(),
-                format!(
-                    "no header row: the first line must name the columns ({})",
-                    RECORD_FIELDS.join(", ")
-                ),
-            ));
-        }
-        if raw.len() > metergate_core::parse::MAX_COLUMNS {
-            return Err(CliError::input(
-                at_header(),
-                format!(
-                    "the header has {} columns; the limit is {}",
-                    raw.len(),
-                    metergate_core::parse::MAX_COLUMNS
-                ),
-            ));
-        }
-        let mut headers = Vec::with_capacity(raw.len());
-        let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-        for (i, h) in raw.iter().enumerate() {
-            let h = std::str::from_utf8(h).map_err(|_| {
-                CliError::input(
-                    at_header(),
-                    format!(
-                        "header column {} is not valid UTF-8; save the file as UTF-8",
-                        i + 1
-                    ),
-                )
-            })?;
-            let h = h.trim_start_matches('\u{feff}').trim();
-            if let Some(&first) = seen.get(h) {
-                return Err(CliError::input(
-                    at_header(),
-                    format!(
-                        "header column {:?} appears twice (columns {} and {}); each column may appear once",
-                        h,
-                        first + 1,
-                        i + 1
-                    ),
-                ));
-            }
-            seen.insert(h.to_owned(), i);
-            headers.push(h.to_owned());
-        }
-        let columns: Vec<Column> = headers.iter().map(|h| column_of(h)).collect();
-        if !columns.iter().any(|c| !matches!(c, Column::Attribute(_))) {
-            return Err(CliError::input(
-                at_header(),
-                format!(
-                    "no usable header: none of the columns {} is there (found {})",
-                    RECORD_FIELDS.join(", "),
-                    headers
-                        .iter()
-                        .take(12)
-                        .map(|h| format!("{h:?}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ));
-        }
-        let record_id_col = columns
-            .iter()
-            .position(|c| *c == Column::Known(Known::RecordId));
-        Ok(CsvInput {
-            rdr,
-            headers,
-            columns,
-            record_id_col,
-            row: csv::ByteRecord::new(),
-        })
+        let mut c = CsvInput {
+            read,
+            buf: vec![0; READ_BUFFER],
+            pos: 0,
+            len: 0,
+            eof: false,
+            reader: CsvReader::new(),
+            pending: None,
+        };
+        c.pending = c.advance(name, true)?;
+        Ok(c)
     }
 
     fn next(&mut self, name: &str) -> Result<Option<InputRecord>, CliError> {
-        if !self
-            .rdr
-            .read_byte_record(&mut self.row)
-            .map_err(|e| csv_error(name, e))?
-        {
-            return Ok(None);
+        if let Some(p) = self.pending.take() {
+            return Ok(Some(p));
         }
-        let byte = self.row.position().map_or(0, csv::Position::byte);
-        let line = self.rdr.get_mut().line_of(byte);
-        Ok(Some(InputRecord {
-            line,
-            row: self.convert(),
-        }))
+        self.advance(name, false)
     }
 
-    fn record_id(&self) -> Option<String> {
-        let cell = self.row.get(self.record_id_col?)?;
-        let s = std::str::from_utf8(cell).ok()?;
-        (!s.is_empty()).then(|| s.to_owned())
-    }
-
-    fn convert(&mut self) -> Row {
-        if self.row.len() != self.columns.len() {
-            let n = self.row.len();
-            return Row::Unreadable {
-                finding: unreadable(
-                    "row",
-                    format!(
-                        "the row has {n} field{}, the header has {}",
-                        if n == 1 { "" } else { "s" },
-                        self.columns.len()
-                    ),
-                    "give every row one value per header column; quote values that hold commas",
-                ),
-                record_id: self.record_id(),
-            };
-        }
-        // Validate the row's UTF-8 once, then read its cells as text.
-        let row = std::mem::take(&mut self.row);
-        let text = match csv::StringRecord::from_byte_record(row) {
-            Ok(t) => t,
-            Err(e) => {
-                let bad = e.utf8_error().field();
-                let at = e.utf8_error().valid_up_to() + 1;
-                self.row = e.into_byte_record();
-                let field = match self.columns.get(bad) {
-                    Some(Column::Attribute(a)) => a.as_str(),
-                    Some(c) => column_name(c).unwrap_or("row"),
-                    None => "row",
-                };
-                return Row::Unreadable {
-                    finding: unreadable(
-                        field,
-                        format!("{field} is not valid UTF-8 (bad byte at position {at})"),
-                        "save the file as UTF-8",
-                    ),
-                    record_id: self.record_id(),
-                };
+    /// Reads until a row is complete, the input ends, or (`header`) the header is read.
+    fn advance(&mut self, name: &str, header: bool) -> Result<Option<InputRecord>, CliError> {
+        loop {
+            if header && self.reader.headers().is_some() {
+                return Ok(None);
             }
-        };
-        let mut rec = RawRecord::default();
-        for (cell, col) in text.iter().zip(&self.columns) {
-            if cell.is_empty() {
-                continue;
-            }
-            match col {
-                Column::Known(k) => *slot(&mut rec, *k) = Some(Field::Text(cell.to_owned())),
-                Column::Allocations => {
-                    rec.set("allocations", Field::Text(cell.to_owned()));
-                }
-                Column::Attribute(a) => {
-                    rec.set(a, Field::Text(cell.to_owned()));
+            if self.pos < self.len {
+                let mut input = self.buf.get(self.pos..self.len).unwrap_or_default();
+                let got = self.reader.next_in(&mut input);
+                self.pos = self.len - input.len();
+                match got {
+                    Some(Ok(row)) => return Ok(Some(row)),
+                    Some(Err(e)) => return Err(csv_error(name, e)),
+                    None => continue,
                 }
             }
+            if self.eof {
+                return Ok(None);
+            }
+            match self.read.read(&mut self.buf) {
+                Ok(0) => {
+                    self.eof = true;
+                    return self.reader.finish().map_err(|e| csv_error(name, e));
+                }
+                Ok(n) => {
+                    self.pos = 0;
+                    self.len = n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(CliError::read(name, e)),
+            }
         }
-        self.row = text.into_byte_record();
-        Row::Record(rec)
     }
 }
 
-fn column_name(c: &Column) -> Option<&'static str> {
-    Some(match c {
-        Column::Known(Known::Marketplace) => "marketplace",
-        Column::Known(Known::Product) => "product",
-        Column::Known(Known::Customer) => "customer",
-        Column::Known(Known::Dimension) => "dimension",
-        Column::Known(Known::Quantity) => "quantity",
-        Column::Known(Known::StartTime) => "start_time",
-        Column::Known(Known::EndTime) => "end_time",
-        Column::Known(Known::RecordId) => "record_id",
-        Column::Known(Known::Plan) => "plan",
-        Column::Allocations => "allocations",
-        Column::Attribute(_) => return None,
-    })
-}
-
-fn csv_error(name: &str, e: csv::Error) -> CliError {
-    let line = e.position().map(csv::Position::line);
-    match e.into_kind() {
-        csv::ErrorKind::Io(io) => CliError::read(name, io),
-        other => {
-            let msg = format!("{:?}", other);
-            match line {
-                Some(l) => CliError::input(Location::at(name, l, None), msg),
-                None => CliError::input(Location::file(name), msg),
-            }
-        }
-    }
+fn csv_error(name: &str, e: CsvError) -> CliError {
+    CliError::input(Location::at(name, e.line, None), e.message)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -832,7 +549,13 @@ impl JsonArrayInput {
         self.src.capture(&mut self.buf)?;
         let row = match serde_json::from_slice::<RawRecord>(&self.buf) {
             Ok(r) => Row::Record(r),
-            Err(e) if e.is_data() || e.to_string().starts_with("number out of range") => {
+            // The element's bytes were isolated by `capture`, so an element nested too deeply
+            // for serde_json is that row's problem only, as in JSON Lines.
+            Err(e)
+                if e.is_data()
+                    || e.to_string().starts_with("number out of range")
+                    || e.to_string().starts_with("recursion limit exceeded") =>
+            {
                 Row::Unreadable {
                     finding: unreadable(
                         "row",
@@ -941,6 +664,7 @@ impl JsonlInput {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+    use metergate_core::Field;
 
     fn read_all(text: &str, f: InputFormat) -> Result<Vec<InputRecord>, CliError> {
         let r = RecordReader::from_reader(

@@ -31,7 +31,7 @@ pub struct SourceRef<'a> {
 #[derive(Clone, Copy, Debug)]
 pub enum OutRow<'a> {
     /// A CSV row as read.
-    Csv(&'a csv::ByteRecord),
+    Csv(metergate_core::csv_reader::Cells<'a>),
     /// A record from JSON input.
     Raw(&'a RawRecord),
     /// Nothing usable (a JSON line that did not parse).

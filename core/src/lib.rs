@@ -22,11 +22,13 @@
 pub mod aggregate;
 pub mod batch;
 pub mod contract;
+pub mod csv_reader;
 pub mod dedup;
 pub mod explain;
 pub mod finding;
 pub mod heartbeat;
 pub mod identity;
+pub mod input;
 pub mod model;
 pub mod parse;
 pub mod policy;

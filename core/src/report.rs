@@ -80,12 +80,18 @@ pub struct Summary {
 impl Summary {
     /// Counts one verdict in.
     pub fn add(&mut self, v: &Verdict) {
+        self.add_parts(v.verdict, &v.findings);
+    }
+
+    /// Counts one verdict given by its parts (for callers that keep verdicts in their own
+    /// shape).
+    pub fn add_parts(&mut self, verdict: VerdictKind, findings: &[crate::Finding]) {
         self.records += 1;
-        match v.verdict {
+        match verdict {
             VerdictKind::Accepted => self.accepted += 1,
             VerdictKind::Rejected => self.rejected += 1,
         }
-        for f in &v.findings {
+        for f in findings {
             if f.severity == Severity::Warning {
                 self.warnings += 1;
             }

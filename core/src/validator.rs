@@ -87,7 +87,7 @@ impl Validator {
     /// Starts a streaming session at `now`, with empty dedup state.
     pub fn session(&self, now: DateTime<Utc>) -> Session<'_> {
         Session {
-            v: self,
+            v: ValidatorRef::Borrowed(self),
             now,
             dedup: DedupState::new(),
             next_index: 0,
@@ -346,10 +346,41 @@ fn dedup_finding_of(rec: &UsageRecord, prior: Prior, contracts: &ContractSet) ->
     }
 }
 
+/// A session's validator: borrowed, or shared (for a session that must own what it uses,
+/// like the WASM package's streaming session).
+enum ValidatorRef<'v> {
+    Borrowed(&'v Validator),
+    Shared(std::sync::Arc<Validator>),
+}
+
+impl std::ops::Deref for ValidatorRef<'_> {
+    type Target = Validator;
+    fn deref(&self) -> &Validator {
+        match self {
+            ValidatorRef::Borrowed(v) => v,
+            ValidatorRef::Shared(v) => v,
+        }
+    }
+}
+
+impl Validator {
+    /// Starts a session that holds its own reference to the validator (see
+    /// [`Validator::session`]).
+    pub fn shared_session(v: std::sync::Arc<Validator>, now: DateTime<Utc>) -> Session<'static> {
+        Session {
+            v: ValidatorRef::Shared(v),
+            now,
+            dedup: DedupState::new(),
+            next_index: 0,
+            summary: Summary::default(),
+        }
+    }
+}
+
 /// Judges records in input order, keeping dedup state between them. Memory grows with the
 /// number of distinct keys, never with the number of records.
 pub struct Session<'v> {
-    v: &'v Validator,
+    v: ValidatorRef<'v>,
     now: DateTime<Utc>,
     dedup: DedupState,
     next_index: u64,

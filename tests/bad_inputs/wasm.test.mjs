@@ -1,6 +1,7 @@
 // The bad-input catalogue (tests/bad_inputs/cases/*/) through the npm package "metergate"
-// (wasm/pkg, Node build): CSV cases with Validator.validateCsv, JSON cases with
-// Validator.validate on the parsed array. Run: node --test tests/bad_inputs/wasm.test.mjs
+// (wasm/pkg, Node build): CSV cases with Validator.validateCsv on the file's bytes (the same
+// core reader as the CLI's, so the CLI's rows, or its exit 2 as a thrown Error), JSON cases
+// with Validator.validate on the parsed array. Run: node --test tests/bad_inputs/wasm.test.mjs
 // (after wasm/build.sh).
 //
 // A case's expect.json may hold a `wasm` key: "skip" (the case is about the CLI only: files
@@ -80,15 +81,35 @@ for (const name of readdirSync(casesDir).sort()) {
       );
       return;
     }
-    const rows = (w && w.rows) ?? expect.rows;
-    assert.ok(rows, `${name}: no rows to compare (give the case a wasm key)`);
     const v = new metergate.Validator(contracts, { policies });
-    const text = expand(readFileSync(join(dir, input), 'utf8'));
     if (input.endsWith('.csv')) {
-      const report = v.validateCsv(text, NOW);
+      // The file's bytes as they are (they may not be UTF-8), through the core's CSV reader
+      // like the CLI's, so the CLI's answer is expected, exit 2 included.
+      const raw = readFileSync(join(dir, input));
+      const bytes = raw.includes('@@REPEAT(') ? new TextEncoder().encode(expand(raw.toString('utf8'))) : raw;
+      if (!w && expect.exit === 2) {
+        assert.throws(
+          () => v.validateCsv(bytes, NOW),
+          (e) => {
+            for (const frag of expect.stderr_contains ?? []) {
+              const want = frag.replace(/^input\.csv:(\d+)$/, 'line $1');
+              assert.ok(e.message.includes(want), `${name}: error ${JSON.stringify(e.message)} lacks ${want}`);
+            }
+            return true;
+          },
+        );
+        return;
+      }
+      const rows = (w && w.rows) ?? expect.rows;
+      const report = v.validateCsv(bytes, NOW);
       checkRows(name, rows, report.verdicts, true);
       assert.equal(report.summary.records, rows.length);
-    } else {
+      return;
+    }
+    const rows = (w && w.rows) ?? expect.rows;
+    assert.ok(rows, `${name}: no rows to compare (give the case a wasm key)`);
+    const text = expand(readFileSync(join(dir, input), 'utf8'));
+    {
       const report = v.validate(JSON.parse(text), NOW);
       checkRows(name, rows, report.verdicts, false);
       assert.equal(report.summary.records, rows.length);

@@ -30,7 +30,7 @@ fn main() {
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
     let now = engine::parse_now(meta["now"].as_str().unwrap()).unwrap();
-    let v = engine::build_validator(&contracts, &[], None).unwrap();
+    let v = std::sync::Arc::new(engine::build_validator(&contracts, &[], None).unwrap());
     let raws: Vec<RawRecord> = serde_json::from_str(&records).unwrap();
     let n = raws.len() as f64;
     let runs = 5;
@@ -44,7 +44,7 @@ fn main() {
         serde_json::to_string(&v.validate(raws, &[], now)).unwrap()
     });
     let csv_json = best(runs, || {
-        serde_json::to_string(&engine::validate_csv(&v, &csv, &[], now)).unwrap()
+        serde_json::to_string(&engine::validate_csv(&v, csv.as_bytes(), &[], now).unwrap()).unwrap()
     });
     let us = |s: f64| s / n * 1e6;
     println!(

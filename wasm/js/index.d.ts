@@ -235,10 +235,55 @@ export class Validator {
   validate(records: UsageRecordInput[], now?: string | null, history?: HistoryEntry[]): Report;
   /** One record alone, without dedup state (for forms). */
   validateRecord(record: UsageRecordInput, now?: string | null): Verdict;
-  /** A whole CSV file (header row; any column order; other columns are attributes). */
-  validateCsv(text: string, now?: string | null, history?: HistoryEntry[]): CsvReport;
+  /**
+   * A whole CSV file (header row; any column order; other columns are attributes): a CSV
+   * session fed the text in one piece, with `report: "all"`. Throws an Error when the input
+   * cannot be used (no usable header), like the CLI's exit 2.
+   */
+  validateCsv(text: string | Uint8Array, now?: string | null, history?: HistoryEntry[]): CsvReport;
+  /**
+   * Starts a streaming CSV session: feed the file chunk by chunk (`push`), then `finish`.
+   * Memory stays bounded by the longest row and the dedup keys, not by the file's size.
+   */
+  csvSession(options?: CsvSessionOptions): CsvSession;
   /** The last instant the record can still be sent, or null when it does not parse. */
   deadline(record: UsageRecordInput, now?: string | null): Deadline | null;
+  /** Releases the WASM memory. */
+  free(): void;
+}
+
+export interface CsvSessionOptions {
+  /** RFC 3339; default: the current time. */
+  now?: string | null;
+  /**
+   * `"all"` (default): every row's verdict crosses into JS. `"problems"`: only rejected verdicts
+   * and those with warnings do; the summary still counts every row.
+   */
+  report?: "all" | "problems";
+  /** Keys already submitted, so that re-sends are caught. */
+  history?: HistoryEntry[];
+}
+
+/**
+ * A streaming CSV check: one session (duplicates are caught across the whole input) over
+ * chunks of CSV. The rows are read by the same reader as the CLI's (same lines, limits and
+ * findings). A row split across chunks gets its verdict with the chunk that completes it.
+ * Call `free()` when done with it.
+ */
+export class CsvSession {
+  /**
+   * Reads one chunk: bytes (any split, even inside a character) or text (split between
+   * characters, as TextDecoder gives it). Returns the verdicts of the rows this chunk
+   * completed. Throws an Error when the input cannot be used (no usable header); the session
+   * is then over.
+   */
+  push(chunk: string | Uint8Array): CsvVerdict[];
+  /** Ends the input: the verdict of a last row without a line break, and the counts of every row. */
+  finish(): CsvReport;
+  /** Bytes read so far (for progress). */
+  readonly bytesRead: number;
+  /** The counts so far. */
+  readonly summary: Summary;
   /** Releases the WASM memory. */
   free(): void;
 }

@@ -9,7 +9,11 @@ use metergate_core::{
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-use crate::csv_input::CsvRows;
+use std::sync::Arc;
+
+use metergate_core::csv_reader::{CsvError, CsvReader};
+use metergate_core::input::{InputRecord, Row};
+use metergate_core::Session;
 
 /// Builds a validator from the contracts JSON text, policy sources and settings JSON.
 pub fn build_validator(
@@ -74,37 +78,119 @@ pub struct CsvReport {
     pub summary: Summary,
 }
 
-/// Validates a whole CSV text in one session: parsed and judged without leaving Rust.
+/// Validates a whole CSV text in one session: parsed and judged without leaving Rust (a
+/// [`CsvRun`] fed the text in one piece). Fails only when the input cannot be used (no usable
+/// header), as the CLI does.
 pub fn validate_csv(
-    v: &Validator,
-    text: &str,
+    v: &Arc<Validator>,
+    text: &[u8],
     history: &[HistoryEntry],
     now: DateTime<Utc>,
-) -> CsvReport {
-    let mut s = v.session(now);
-    for h in history {
-        s.add_history(h);
+) -> Result<CsvReport, CsvError> {
+    let mut run = CsvRun::new(Arc::clone(v), now, history, ReportMode::All);
+    let mut verdicts = Vec::new();
+    run.push(text, &mut verdicts)?;
+    let summary = run.finish(&mut verdicts)?;
+    Ok(CsvReport { verdicts, summary })
+}
+
+/// Which verdicts a [`CsvRun`] hands out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportMode {
+    /// Every verdict.
+    All,
+    /// Only verdicts with findings: rejected ones and those with warnings.
+    Problems,
+}
+
+/// A streaming CSV run: bytes in, chunk by chunk, through the core's CSV reader into one
+/// session. Memory is bounded by the longest record and the dedup keys, never by the number
+/// of rows, unless the caller keeps every verdict.
+pub struct CsvRun {
+    session: Session<'static>,
+    reader: CsvReader,
+    report: ReportMode,
+    index: u64,
+    summary: Summary,
+}
+
+impl CsvRun {
+    /// A run at `now`, after the history.
+    pub fn new(
+        v: Arc<Validator>,
+        now: DateTime<Utc>,
+        history: &[HistoryEntry],
+        report: ReportMode,
+    ) -> CsvRun {
+        let mut session = Validator::shared_session(v, now);
+        for h in history {
+            session.add_history(h);
+        }
+        CsvRun {
+            session,
+            reader: CsvReader::new(),
+            report,
+            index: 0,
+            summary: Summary::default(),
+        }
     }
-    let verdicts = CsvRows::new(text)
-        .map(|(line, raw)| {
-            let Verdict {
-                index,
-                record_id,
-                verdict,
-                findings,
-            } = s.check(raw);
-            CsvVerdict {
-                index,
-                line,
-                record_id,
-                verdict,
-                findings,
+
+    fn judge(&mut self, rec: InputRecord, out: &mut Vec<CsvVerdict>) {
+        let Verdict {
+            record_id,
+            verdict,
+            findings,
+            ..
+        } = match rec.row {
+            Row::Record(raw) => self.session.check(raw),
+            Row::Unreadable { finding, record_id } => {
+                Verdict::from_findings(self.index, record_id, vec![finding])
             }
-        })
-        .collect();
-    CsvReport {
-        verdicts,
-        summary: s.into_summary(),
+        };
+        let v = CsvVerdict {
+            index: self.index,
+            line: rec.line,
+            record_id,
+            verdict,
+            findings,
+        };
+        self.index += 1;
+        self.summary.add_parts(v.verdict, &v.findings);
+        if self.report == ReportMode::All || !v.findings.is_empty() {
+            out.push(v);
+        }
+    }
+
+    /// Reads one chunk, appending the verdicts of the rows it completes to `out`.
+    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<CsvVerdict>) -> Result<(), CsvError> {
+        let mut input = chunk;
+        while !input.is_empty() {
+            match self.reader.next_in(&mut input) {
+                Some(Ok(rec)) => self.judge(rec, out),
+                Some(Err(e)) => return Err(e),
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the input: the last row's verdict (when it had no line break after it) and the
+    /// counts of every row.
+    pub fn finish(&mut self, out: &mut Vec<CsvVerdict>) -> Result<Summary, CsvError> {
+        if let Some(rec) = self.reader.finish()? {
+            self.judge(rec, out);
+        }
+        Ok(std::mem::take(&mut self.summary))
+    }
+
+    /// The counts so far.
+    pub fn summary(&self) -> &Summary {
+        &self.summary
+    }
+
+    /// Bytes read so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.reader.bytes_read()
     }
 }
 

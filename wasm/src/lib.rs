@@ -6,13 +6,15 @@
 //! does not compile, a bad `now`) throw a JS `Error`; a bad record never throws, it gets a
 //! verdict.
 
-pub mod csv_input;
 pub mod engine;
 
-use js_sys::{Array, Reflect, JSON};
+use std::sync::Arc;
+
+use js_sys::{Array, Reflect, Uint8Array, JSON};
 use metergate_core::{HistoryEntry, PolicySource, RawRecord};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 
 // ---------------------------------------------------------------------------------------
 // JS -> Rust
@@ -205,7 +207,7 @@ pub fn validate(
 /// Contracts, settings and compiled policies, built once.
 #[wasm_bindgen(js_name = Validator, skip_typescript)]
 pub struct JsValidator {
-    inner: metergate_core::Validator,
+    inner: Arc<metergate_core::Validator>,
 }
 
 #[wasm_bindgen(js_class = Validator)]
@@ -214,7 +216,7 @@ impl JsValidator {
     #[wasm_bindgen(constructor)]
     pub fn new(contracts: JsValue, options: JsValue) -> Result<JsValidator, JsError> {
         Ok(JsValidator {
-            inner: validator(&contracts, &options)?,
+            inner: Arc::new(validator(&contracts, &options)?),
         })
     }
 
@@ -248,7 +250,8 @@ impl JsValidator {
         to_js(&self.inner.check_one(raw, now))
     }
 
-    /// Validates a whole CSV text, parsed inside WASM.
+    /// Validates a whole CSV text, parsed inside WASM: a thin wrapper over a CSV session fed
+    /// the text in one piece.
     #[wasm_bindgen(js_name = validateCsv)]
     pub fn validate_csv(
         &self,
@@ -256,12 +259,41 @@ impl JsValidator {
         now: Option<String>,
         history: JsValue,
     ) -> Result<JsValue, JsError> {
-        let text = text
-            .as_string()
-            .ok_or_else(|| err("text: must be the CSV text (a string)"))?;
+        let mut buf = Vec::new();
+        let bytes = chunk_bytes(&text, &mut buf)
+            .ok_or_else(|| err("text: must be the CSV text (a string or a Uint8Array)"))?;
         let now = now_or_clock(now)?;
         let history = self::history(&history)?;
-        to_js(&engine::validate_csv(&self.inner, &text, &history, now))
+        let report = engine::validate_csv(&self.inner, bytes, &history, now).map_err(err)?;
+        to_js(&report)
+    }
+
+    /// Starts a streaming CSV session. See `index.d.ts`.
+    #[wasm_bindgen(js_name = csvSession)]
+    pub fn csv_session(&self, options: JsValue) -> Result<JsCsvSession, JsError> {
+        let now = get(&options, "now");
+        if !(now.is_undefined() || now.is_null() || now.is_string()) {
+            return Err(err("now: must be an RFC 3339 string"));
+        }
+        let now = now_or_clock(now.as_string())?;
+        let report = get(&options, "report");
+        let report = match report.as_string().as_deref() {
+            None if report.is_undefined() || report.is_null() => engine::ReportMode::All,
+            Some("all") => engine::ReportMode::All,
+            Some("problems") => engine::ReportMode::Problems,
+            _ => return Err(err("report: must be \"all\" or \"problems\"")),
+        };
+        let history = self::history(&get(&options, "history"))?;
+        Ok(JsCsvSession {
+            run: Some(engine::CsvRun::new(
+                Arc::clone(&self.inner),
+                now,
+                &history,
+                report,
+            )),
+            buf: Vec::new(),
+            out: Vec::new(),
+        })
     }
 
     /// The deadline of one record, or null when it does not parse.
@@ -269,6 +301,74 @@ impl JsValidator {
         let now = now_or_clock(now)?;
         let raw = one_record(&record)?;
         to_js(&self.inner.deadline(raw, now))
+    }
+}
+
+/// The bytes of a chunk: a string (as UTF-8) or a Uint8Array (copied into `buf`).
+fn chunk_bytes<'a>(chunk: &JsValue, buf: &'a mut Vec<u8>) -> Option<&'a [u8]> {
+    if let Some(s) = chunk.as_string() {
+        *buf = s.into_bytes();
+        return Some(buf.as_slice());
+    }
+    let arr = chunk.dyn_ref::<Uint8Array>()?;
+    buf.resize(arr.length() as usize, 0);
+    arr.copy_to(buf);
+    Some(buf.as_slice())
+}
+
+/// A streaming CSV session: chunks in, verdicts out. See `index.d.ts`.
+#[wasm_bindgen(js_name = CsvSession, skip_typescript)]
+pub struct JsCsvSession {
+    /// `None` once finished, or stopped by an input error.
+    run: Option<engine::CsvRun>,
+    buf: Vec<u8>,
+    out: Vec<engine::CsvVerdict>,
+}
+
+#[wasm_bindgen(js_class = CsvSession)]
+impl JsCsvSession {
+    /// Reads one chunk; returns the verdicts of the rows it completed (only those with
+    /// findings when the report is "problems"), as one array.
+    pub fn push(&mut self, chunk: JsValue) -> Result<JsValue, JsError> {
+        let Some(run) = self.run.as_mut() else {
+            return Err(err("this CSV session is finished"));
+        };
+        let bytes = chunk_bytes(&chunk, &mut self.buf)
+            .ok_or_else(|| err("chunk: must be a string or a Uint8Array"))?;
+        self.out.clear();
+        if let Err(e) = run.push(bytes, &mut self.out) {
+            self.run = None;
+            return Err(err(e));
+        }
+        let js = to_js(&self.out);
+        self.out.clear();
+        js
+    }
+
+    /// Ends the input: the last verdicts and the counts of every row.
+    pub fn finish(&mut self) -> Result<JsValue, JsError> {
+        let Some(mut run) = self.run.take() else {
+            return Err(err("this CSV session is finished"));
+        };
+        let mut verdicts = std::mem::take(&mut self.out);
+        verdicts.clear();
+        let summary = run.finish(&mut verdicts).map_err(err)?;
+        to_js(&engine::CsvReport { verdicts, summary })
+    }
+
+    /// Bytes read so far.
+    #[wasm_bindgen(getter, js_name = bytesRead)]
+    pub fn bytes_read(&self) -> f64 {
+        self.run.as_ref().map_or(0.0, |r| r.bytes_read() as f64)
+    }
+
+    /// The counts so far.
+    #[wasm_bindgen(getter)]
+    pub fn summary(&self) -> Result<JsValue, JsError> {
+        match &self.run {
+            Some(r) => to_js(r.summary()),
+            None => to_js(&metergate_core::Summary::default()),
+        }
     }
 }
 

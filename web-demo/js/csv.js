@@ -73,6 +73,12 @@ function start(file) {
 function onMessage(m) {
   if (m.type === 'progress') {
     setPhase(m.phase, m.value);
+    if (m.bytes !== undefined) {
+      // Real progress: bytes of the file read into the session so far.
+      const bar = $('csv-progress');
+      bar.dataset.bytes = String(m.bytes);
+      bar.dataset.total = String(m.total);
+    }
   } else if (m.type === 'error') {
     setRunning(false);
     setPhase(`Could not check the file: ${m.message}`, 0);

@@ -245,6 +245,42 @@ describe('CSV check', () => {
     }
   });
 
+  test('the progress bar moves with the bytes read, up to the file size', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'metergate-progress-'));
+    try {
+      const page = await env.newPage();
+      await setContracts(page, contractsJson());
+      await setNow(page, NOW);
+      const csvPath = join(dir, 'progress.csv');
+      const csv = makeCsv(300_000, 13);
+      writeFileSync(csvPath, csv);
+      // Every progress update the page shows, as (bytes, bar value) pairs.
+      await page.evaluate(() => {
+        window.__progress = [];
+        const bar = document.getElementById('csv-progress');
+        new MutationObserver(() => {
+          if (bar.dataset.bytes) window.__progress.push([Number(bar.dataset.bytes), Number(bar.dataset.total), bar.value]);
+        }).observe(bar, { attributes: true, attributeFilter: ['data-bytes'] });
+      });
+      await page.setInputFiles('#csv-file', csvPath);
+      await page.waitForSelector('#csv-phase[data-state="done"]', { timeout: 120_000 });
+      const seen = await page.evaluate(() => window.__progress);
+      const size = Buffer.byteLength(csv);
+      assert.ok(seen.length >= 3, `progress updates: ${JSON.stringify(seen)}`);
+      const partial = seen.filter(([b]) => b > 0 && b < size);
+      assert.ok(partial.length >= 1, `some update shows part of the file: ${JSON.stringify(seen)}`);
+      for (let i = 1; i < seen.length; i++) {
+        assert.ok(seen[i][0] >= seen[i - 1][0], 'bytes never go back');
+        assert.ok(seen[i][2] >= seen[i - 1][2], 'the bar never goes back');
+      }
+      assert.equal(seen[seen.length - 1][0], size);
+      assert.ok(seen.every(([, total]) => total === size));
+      await page.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('Stop ends a running check and the page stays responsive', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'metergate-stop-'));
     try {

@@ -40,8 +40,13 @@ pub fn contracts() -> ContractSet {
 
 /// The validator over [`CONTRACTS`] with default settings and no policy, built once.
 pub fn base() -> &'static Validator {
-    static V: std::sync::OnceLock<Validator> = std::sync::OnceLock::new();
-    V.get_or_init(|| validator(&[]))
+    base_shared()
+}
+
+/// [`base`], shared (for sessions that hold their validator).
+pub fn base_shared() -> &'static std::sync::Arc<Validator> {
+    static V: std::sync::OnceLock<std::sync::Arc<Validator>> = std::sync::OnceLock::new();
+    V.get_or_init(|| std::sync::Arc::new(validator(&[])))
 }
 
 /// A validator over [`CONTRACTS`] with default settings and the given policies.

@@ -149,10 +149,54 @@ test('validateCsv: CLI column rules, attributes, line numbers, one session', () 
     objects.verdicts.map((x) => x.findings),
     r.verdicts.map((x) => x.findings),
   );
-  assert.deepEqual(v.validateCsv('', NOW).summary.records, 0);
-  // A repeated column rejects every row, naming the field.
-  const dup = v.validateCsv('quantity,quantity\n1,2\n', NOW);
-  assert.ok(dup.verdicts[0].findings.some((f) => f.code === 'invalid-record' && f.field === 'quantity'));
+  // The input cannot be used: an Error, like the CLI's exit 2 (the same core reader).
+  assert.throws(() => v.validateCsv('', NOW), /line 1: no header row/);
+  assert.throws(() => v.validateCsv('quantity,quantity\n1,2\n', NOW), /"quantity" appears twice/);
+  assert.throws(() => v.validateCsv(`quantity${',c'.repeat(1024)}\n`, NOW), /1025 columns; the limit is 1024/);
+  // Bytes work as well as text.
+  assert.deepEqual(v.validateCsv(new TextEncoder().encode(csv), NOW), r);
+  v.free();
+});
+
+test('csvSession: chunks in any split give the verdicts of validateCsv', () => {
+  const v = new mg.Validator(contracts);
+  const lines = ['record_id,quantity,start_time,dimension,customer,product,marketplace'];
+  for (let i = 0; i < 50; i++) {
+    const q = i % 7 === 3 ? 'x' : String(i);
+    lines.push(`r-${i},${q},2026-03-01T${String(i % 12).padStart(2, '0')}:00:00Z,api_calls,cust-1,prod-a1,aws`);
+  }
+  const csv = `\ufeff${lines.join('\r\n')}\r\n\r\n"é",1,,,,,`;
+  const whole = v.validateCsv(csv, NOW);
+  const bytes = new TextEncoder().encode(csv);
+  for (const size of [1, 2, 3, 7, 64, 1000, bytes.length]) {
+    const s = v.csvSession({ now: NOW });
+    const got = [];
+    for (let at = 0; at < bytes.length; at += size) got.push(...s.push(bytes.subarray(at, at + size)));
+    assert.ok(s.bytesRead <= bytes.length);
+    const end = s.finish();
+    got.push(...end.verdicts);
+    assert.deepEqual(got, whole.verdicts, `chunks of ${size}`);
+    assert.deepEqual(end.summary, whole.summary);
+    assert.throws(() => s.push('x'), /finished/);
+    s.free();
+  }
+  // "problems": only verdicts with findings cross; the summary counts every row.
+  const s = v.csvSession({ now: NOW, report: 'problems' });
+  const got = [...s.push(csv.slice(0, 500)), ...s.push(csv.slice(500))];
+  assert.equal(s.summary.records, whole.summary.records - 1);
+  const end = s.finish();
+  got.push(...end.verdicts);
+  assert.deepEqual(got, whole.verdicts.filter((x) => x.findings.length > 0));
+  assert.deepEqual(end.summary, whole.summary);
+  s.free();
+  // A bad header stops the session with an Error.
+  const bad = v.csvSession({ now: NOW });
+  assert.throws(() => bad.push('a,b\n1,2\n'), /no usable header/);
+  assert.throws(() => bad.push('x'), /finished/);
+  assert.throws(() => v.csvSession({ report: 'some' }), /report: must be/);
+  assert.throws(() => v.csvSession({ now: 5 }), /now: must be/);
+  const s2 = v.csvSession({ now: NOW });
+  assert.throws(() => s2.push(5), /chunk: must be a string or a Uint8Array/);
   v.free();
 });
 

@@ -1,7 +1,7 @@
 // Type-checked (never run) by wasm/test.sh: `tsc --noEmit -p wasm/tests/ts`.
 import init, {
   aggregateHourly, explain, validate, version, Validator,
-  type ContractInput, type CsvReport, type Deadline, type Finding, type Report, type UsageRecordInput, type Verdict,
+  type ContractInput, type CsvReport, type CsvSession, type CsvVerdict, type Summary, type Deadline, type Finding, type Report, type UsageRecordInput, type Verdict,
 } from 'metergate';
 
 const contracts: ContractInput[] = [{
@@ -30,6 +30,14 @@ export async function main(): Promise<number> {
   const one: Verdict = v.validateRecord(records[0]);
   const csv: CsvReport = v.validateCsv('marketplace\naws\n', '2026-03-01T12:00:00Z');
   const line: number = csv.verdicts[0].line;
+  const session: CsvSession = v.csvSession({ now: '2026-03-01T12:00:00Z', report: 'problems' });
+  const some: CsvVerdict[] = session.push('marketplace\n');
+  const more: CsvVerdict[] = session.push(new TextEncoder().encode('aws\n'));
+  const read: number = session.bytesRead;
+  const { verdicts: last, summary }: { verdicts: CsvVerdict[]; summary: Summary } = session.finish();
+  session.free();
+  // @ts-expect-error report is "all" or "problems"
+  v.csvSession({ report: 'some' });
   const d: Deadline | null = v.deadline(records[0], null);
   const again: Report = v.validate(records);
   v.free();
@@ -41,5 +49,5 @@ export async function main(): Promise<number> {
   const s: string = version();
   // @ts-expect-error records must be an array
   validate({}, contracts);
-  return [field, accepted, one, line, d, again, severity, q, s].length + report.summary.by_code['x'];
+  return [field, accepted, one, line, some, more, read, last, summary, d, again, severity, q, s].length + report.summary.by_code['x'];
 }
