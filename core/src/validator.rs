@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::contract::{Contract, ContractSet};
 use crate::dedup::{DedupState, Prior};
-use crate::finding::{Code, Finding};
+use crate::finding::{Code, Finding, Suggestion};
 use crate::model::{Marketplace, RawRecord, UsageRecord};
 use crate::parse::parse_record;
 use crate::policy::{PolicyContext, PolicyError, PolicySet, PolicySource};
@@ -149,6 +149,8 @@ impl Validator {
         if let Some(f) = dedup_finding(&rec, prior) {
             out.push(f);
         }
+        // No hint may propose a record that the core would reject.
+        rules::verify_suggestions(&rec, &self.contracts, &self.settings, now, &mut out);
         if checked.times_ok {
             window::time_warnings(
                 &rec,
@@ -211,10 +213,13 @@ fn dedup_finding(rec: &UsageRecord, prior: Prior) -> Option<Finding> {
                     rec.quantity
                 ),
             )
-            .hint(format!(
-                "aggregate the hour into one record (metergate aggregate), or if {q} is already sent, carry {} into the hour {next}",
-                rec.quantity
-            )),
+            .suggest(
+                format!(
+                    "aggregate the hour into one record (metergate aggregate), or if {q} is already sent, carry {} into the hour {next}",
+                    rec.quantity
+                ),
+                carry(rec, hour, "aggregate the hour into one record before it is sent (metergate aggregate); no later hour can carry it"),
+            ),
         ),
         (Marketplace::Azure, Prior::Same(q) | Prior::Different(q)) => Some(
             Finding::new(
@@ -227,7 +232,10 @@ fn dedup_finding(rec: &UsageRecord, prior: Prior) -> Option<Finding> {
                     rec.dimension
                 ),
             )
-            .hint(format!("aggregate the hour into one event (metergate aggregate), or carry {} into the hour {next}", rec.quantity)),
+            .suggest(
+                format!("aggregate the hour into one event (metergate aggregate), or carry {} into the hour {next}", rec.quantity),
+                carry(rec, hour, "aggregate the hour into one event before it is sent (metergate aggregate); no later hour can carry it"),
+            ),
         ),
         (Marketplace::Gcp, Prior::Same(q)) => Some(
             Finding::new(
@@ -257,8 +265,26 @@ fn dedup_finding(rec: &UsageRecord, prior: Prior) -> Option<Finding> {
                 Some("start_time"),
                 format!("the interval overlaps another of {} ({} to {})", rec.dimension, format_secs(s), format_secs(e)),
             )
-            .hint(format!("chain intervals: start this one at {}", format_secs(e))),
+            .suggest(
+                format!("chain intervals: start this one at {}", format_secs(e)),
+                Suggestion {
+                    start_time: Some(e),
+                    fallback: "report each stretch of usage once: drop or shorten this interval".into(),
+                    ..Suggestion::default()
+                },
+            ),
         ),
+    }
+}
+
+/// The carry that a duplicate's hint proposes: the record's quantity, in the next hour.
+fn carry(rec: &UsageRecord, hour: DateTime<Utc>, fallback: &str) -> Suggestion {
+    Suggestion {
+        quantity: Some(rec.quantity),
+        start_time: Some(add(hour, chrono::Duration::hours(1))),
+        carry: true,
+        fallback: fallback.to_owned(),
+        ..Suggestion::default()
     }
 }
 
@@ -340,6 +366,14 @@ impl Session<'_> {
 }
 
 impl Validator {
+    /// The built-in findings of one parsed record alone (no dedup state, no policies, hints
+    /// as written): what a suggestion is judged by. See [`crate::finding::Suggestion`].
+    pub fn judge_record(&self, rec: &UsageRecord, now: DateTime<Utc>) -> Vec<Finding> {
+        let mut out = Vec::new();
+        rules::check(rec, &self.contracts, &self.settings, now, &mut out);
+        out
+    }
+
     /// Judges one record alone (no dedup state): for a form validated on every keystroke.
     pub fn check_one(&self, raw: RawRecord, now: DateTime<Utc>) -> Verdict {
         let record_id = raw.record_id_text().map(str::to_owned);
