@@ -118,6 +118,11 @@ impl<'de> Visitor<'de> for FieldVisitor {
         match map.next_key::<String>()? {
             Some(k) if k == JSON_NUMBER_TOKEN => {
                 let text: String = map.next_value()?;
+                // As without arbitrary precision: a number beyond a double's range (`1e400`)
+                // makes the row unreadable rather than a quantity.
+                if !text.parse::<f64>().is_ok_and(f64::is_finite) {
+                    return Err(de::Error::custom("number out of range"));
+                }
                 return Ok(Field::Number(json_number_text(text)));
             }
             Some(_) => {
