@@ -67,7 +67,7 @@ pub const RULES: &[RuleDoc] = &[
     RuleDoc { id: "gcp.dedup", codes: &[DuplicateIgnored, DuplicateRequest], value: "operations deduplicated by operationId (derived from the interval)", source: "G4, G6" },
     RuleDoc { id: "gcp.overlap", codes: &[OverlappingInterval], value: "intervals for one consumer and metric should chain", source: "G1" },
     RuleDoc { id: "gcp.check", codes: &[CustomerNotEntitled], value: "an active entitlement (services.check passes)", source: "G1, G6" },
-    RuleDoc { id: "gcp.month_end", codes: &[MonthEndCutoff], value: "report by 01:00 US Pacific on day 1 of the next month", source: "G2" },
+    RuleDoc { id: "gcp.month_end", codes: &[MonthEndCutoff], value: "report by 01:00 America/Los_Angeles (with its daylight-saving calendar) on day 1 of the month after the usage's Pacific month", source: "G2" },
     RuleDoc { id: "window", codes: &[WindowClosing], value: "valid now, but the deadline is within the warning margin (30m)", source: "derived from the look-back and post-cancel rules" },
     RuleDoc { id: "policy", codes: &[PolicyFailed], value: "a seller policy could not run for this record", source: "metergate sandbox" },
 ];

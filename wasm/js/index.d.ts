@@ -186,6 +186,8 @@ export interface Carry {
   product: string;
   customer: string;
   dimension: string;
+  /** The plan of the last hour's records (Microsoft needs it on the wire). */
+  plan?: string;
   /** The hour after the last one aggregated. */
   next_hour: string;
   /** Below one unit. */
