@@ -158,7 +158,7 @@ test('validateCsv: CLI column rules, attributes, line numbers, one session', () 
 
 test('deadline: the core Deadline, or null', () => {
   const v = new mg.Validator(contracts);
-  assert.deepEqual(v.deadline(rec(), NOW), { at: '2026-03-01T16:00:00Z', rule: 'aws.lookback', hard: true });
+  assert.deepEqual(v.deadline(rec(), NOW), { at: '2026-03-01T15:59:59.999999999Z', rule: 'aws.lookback', hard: true });
   assert.equal(v.deadline(rec({ quantity: 'x' }), NOW), null);
   v.free();
 });
