@@ -137,8 +137,9 @@ impl fmt::Display for Code {
     }
 }
 
-/// One finding on one record.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One finding on one record. Two findings are equal when what they say is (code, severity,
+/// field, message, hint, rule): the [`Suggestion`] behind a hint is not part of the result.
+#[derive(Clone, Debug, Eq, Serialize, Deserialize)]
 pub struct Finding {
     /// Stable code: a built-in one, or a policy's own.
     pub code: String,
@@ -173,6 +174,17 @@ pub struct Suggestion {
     pub carry: bool,
     /// The hint to show instead when the suggested record would be rejected.
     pub fallback: String,
+}
+
+impl PartialEq for Finding {
+    fn eq(&self, other: &Finding) -> bool {
+        self.code == other.code
+            && self.severity == other.severity
+            && self.field == other.field
+            && self.message == other.message
+            && self.hint == other.hint
+            && self.rule == other.rule
+    }
 }
 
 impl Suggestion {
