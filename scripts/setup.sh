@@ -44,6 +44,12 @@ if [ ! -f .peers/moto/moto/__init__.py ]; then
 fi
 echo "moto $(PYTHONPATH=.peers/moto python3 -c 'import moto; print(moto.__version__)')"
 
+step "cbor2 (the AWS Agreement/Entitlement fake speaks Smithy RPC v2 CBOR), into .peers/cbor2"
+if [ ! -f .peers/cbor2/cbor2/__init__.py ]; then
+  python3 -m pip install --quiet --disable-pip-version-check --target .peers/cbor2 'cbor2==5.6.5'
+fi
+PYTHONPATH=.peers/cbor2 python3 -c 'import cbor2; print("cbor2 ok")'
+
 step "Prism (Azure peer), into .peers/prism"
 if [ -d tests/peers ] && ls tests/peers/*azure* >/dev/null 2>&1 && [ ! -x .peers/prism/node_modules/.bin/prism ]; then
   mkdir -p .peers/prism && (cd .peers/prism && npm install --no-audit --no-fund --silent @stoplight/prism-cli@5 >/dev/null)

@@ -384,12 +384,12 @@ fn deadlines_read_the_store() {
 }
 
 #[test]
-fn sync_of_aws_is_not_yet_and_changes_nothing() {
+fn sync_of_aws_without_products_says_what_to_configure_and_changes_nothing() {
     let (_dir, ledger) = fresh();
     let before = export(&ledger);
     let o = run(&ledger, &["contracts", "sync", "--marketplace", "aws"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not yet implemented"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("[aws.products"));
     assert_eq!(export(&ledger), before);
 }
 

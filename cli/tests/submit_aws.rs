@@ -293,6 +293,60 @@ fn submit_sends_only_accepted_records_and_records_every_answer() {
     assert_eq!(row[0].attempts, 2);
 }
 
+/// Issue 14 item 8: re-running `submit` on a file that was all sent finds every record in
+/// the ledger (`duplicate-ignored`, "nothing left to do"), exits 0 and sends nothing.
+#[test]
+fn submitting_a_file_twice_sends_nothing_the_second_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = generate(dir.path(), 1, 2, 2, 2);
+    let subs = data.subs.to_str().unwrap().to_owned();
+    let Some(peer) = Peer::start(&["--subscribe-file", &subs]) else {
+        return;
+    };
+    let ledger = dir.path().join("twice.sqlite");
+    let run = || {
+        peer.metergate()
+            .arg("submit")
+            .arg(&data.records)
+            .arg("--contracts")
+            .arg(&data.contracts)
+            .arg("--ledger")
+            .arg(&ledger)
+            .args(["--format", "json"])
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let (records, calls) = (peer.records().len(), peer.calls().len());
+    assert_eq!(records, data.expected.len());
+    let second = run();
+    assert_eq!(
+        second.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let vs = verdicts(&second.stdout);
+    assert_eq!(vs.len(), data.expected.len());
+    for v in &vs {
+        assert_eq!(v["verdict"], "accepted", "{v}");
+        assert_eq!(codes(v), vec!["duplicate-ignored".to_owned()], "{v}");
+    }
+    // Counted at the peer: no second call, no second record.
+    assert_eq!(peer.records().len(), records);
+    assert_eq!(peer.calls().len(), calls);
+    assert_eq!(
+        ledger_counts(&ledger)["accepted"],
+        data.expected.len() as u64
+    );
+}
+
 #[test]
 fn throttling_5xx_and_unprocessed_are_retried_and_nothing_is_lost() {
     let dir = tempfile::tempdir().unwrap();

@@ -455,6 +455,55 @@ fn accepted_once_per_hour_and_duplicates_name_the_original() {
     assert_eq!(count(&fake, &data).1, 0);
 }
 
+/// Issue 14 item 8: re-running `submit` on a file that was all sent exits 0 and sends no
+/// event (before, every record came back `duplicate-request` with a hint to carry the
+/// quantity into the next hour, which would have billed it twice).
+#[test]
+fn submitting_a_file_twice_sends_nothing_the_second_time() {
+    let fake = AzureFake::start(&[]);
+    let data = generate(fake.dir.path(), "a", 4, 2, 1.0);
+    let ledger = fake.dir.path().join("twice.sqlite");
+    let first = submit(&mut fake.metergate(), &data, &ledger, &[]);
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let events = fake.events().len();
+    assert_eq!(events, data.expected.len());
+    let second = submit(&mut fake.metergate(), &data, &ledger, &[]);
+    assert_eq!(
+        second.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let text = String::from_utf8_lossy(&second.stdout);
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &Value| v.get("summary").is_none())
+        .collect();
+    assert_eq!(lines.len(), data.expected.len());
+    for v in &lines {
+        assert_eq!(v["verdict"], "accepted", "{v}");
+        let codes: Vec<&str> = v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["code"].as_str().unwrap())
+            .collect();
+        assert_eq!(codes, vec!["duplicate-ignored"], "{v}");
+    }
+    // Counted at the fake: no event processed the second time.
+    assert_eq!(fake.events().len(), events);
+    assert_eq!(
+        ledger_counts(&ledger)["accepted"],
+        data.expected.len() as u64
+    );
+}
+
 #[test]
 fn final_statuses_are_recorded_and_never_retried() {
     let known: Vec<String> = (0..4)
@@ -710,12 +759,13 @@ fn kill_and_resume_loses_nothing_and_bills_nothing_twice() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // The same file once more sends nothing: every record is already in the ledger.
+    // The same file once more sends nothing: every record is already in the ledger, so it
+    // is `duplicate-ignored` and the run exits 0 (issue 14 item 8; it exited 1 before).
     let before = fake.lines("call").len();
     let out = submit(&mut fake.metergate(), &data, &ledger, &[]);
     assert_eq!(
         out.status.code(),
-        Some(1),
+        Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

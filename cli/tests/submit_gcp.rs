@@ -276,6 +276,61 @@ fn checks_then_reports_with_one_deterministic_operation_id_per_interval() {
     assert_eq!(fake.lines("call").len(), before);
 }
 
+/// Issue 14 item 8: re-running `submit` on a file that was all sent exits 0 and calls
+/// nothing: no check, no report.
+#[test]
+fn submitting_a_file_twice_sends_nothing_the_second_time() {
+    let fake = GcpFake::start(&[]);
+    let data = generate(fake.dir.path(), 2, 2);
+    let ledger = fake.dir.path().join("twice.sqlite");
+    let first = submit(&fake, &data, &ledger, &[]);
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let (ops, checks, calls) = (
+        fake.ops().len(),
+        fake.lines("check").len(),
+        fake.lines("call").len(),
+    );
+    assert_eq!(ops, data.expected.len());
+    let second = submit(&fake, &data, &ledger, &[]);
+    assert_eq!(
+        second.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let text = String::from_utf8_lossy(&second.stdout);
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &Value| v.get("summary").is_none())
+        .collect();
+    assert_eq!(lines.len(), data.expected.len());
+    for v in &lines {
+        assert_eq!(v["verdict"], "accepted", "{v}");
+        assert!(
+            v["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["code"] == "duplicate-ignored"),
+            "{v}"
+        );
+    }
+    // Counted at the fake: nothing checked or reported the second time.
+    assert_eq!(fake.ops().len(), ops);
+    assert_eq!(fake.lines("check").len(), checks);
+    assert_eq!(fake.lines("call").len(), calls);
+    assert_eq!(
+        ledger_counts(&ledger)["accepted"],
+        data.expected.len() as u64
+    );
+}
+
 #[test]
 fn billing_disabled_customer_is_rejected_and_never_reported() {
     let fake = GcpFake::start(&["--check-error", "project_number:101=BILLING_DISABLED"]);

@@ -12,6 +12,8 @@
 //! - `check/check_one`: `Validator::check_one` (stateless, as forms call it).
 //! - `dedup/hours`: `DedupState::lookup` + `insert` for AWS/Azure hour keys.
 //! - `dedup/gcp_intervals`: the same for chained Google intervals (overlap search).
+//! - `dedup/gcp_after_long_interval`: one interval over 2020..2025, then one-minute intervals
+//!   (issue 16: quadratic before the interval index).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::hint::black_box;
@@ -19,7 +21,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput};
-use metergate_core::dedup::DedupState;
+use metergate_core::dedup::{DedupState, Origin, Seen};
 use metergate_core::time::parse_rfc3339;
 use metergate_core::{
     ContractSet, Field, Marketplace, PolicySource, RawRecord, Settings, Validator,
@@ -346,8 +348,9 @@ fn dedup(c: &mut Criterion) {
                 } else {
                     Marketplace::Azure
                 };
-                black_box(d.lookup(mp, cid, dim, at, None, q));
-                d.insert(mp, cid, dim, at, None, q);
+                let series = cid * 4 + dim;
+                black_box(d.lookup(mp, series, at, None, q));
+                d.insert(mp, series, at, None, seen(cid, q));
             }
             d.len()
         });
@@ -356,13 +359,49 @@ fn dedup(c: &mut Criterion) {
         b.iter(|| {
             let mut d = DedupState::new();
             for &(cid, dim, s, e, q) in &gcp_keys {
-                black_box(d.lookup(Marketplace::Gcp, cid, dim, s, Some(e), q));
-                d.insert(Marketplace::Gcp, cid, dim, s, Some(e), q);
+                let series = cid * 4 + dim;
+                black_box(d.lookup(Marketplace::Gcp, series, s, Some(e), q));
+                d.insert(Marketplace::Gcp, series, s, Some(e), seen(cid, q));
+            }
+            d.len()
+        });
+    });
+    // Issue 16: one interval spanning 2020..2025, then one-minute intervals of the same
+    // series. Before the interval index this was quadratic (every search walked back over
+    // everything the long interval could reach).
+    let long = (t("2020-01-01T00:00:00Z"), t("2025-12-31T00:00:00Z"));
+    let minutes: Vec<(DateTime<Utc>, DateTime<Utc>)> = (0..KEYS as i64)
+        .map(|i| {
+            let s = t("2026-01-01T00:00:00Z") + chrono::Duration::minutes(i);
+            (s, s + chrono::Duration::minutes(1))
+        })
+        .collect();
+    group.bench_function("gcp_after_long_interval", |b| {
+        b.iter(|| {
+            let mut d = DedupState::new();
+            d.insert(
+                Marketplace::Gcp,
+                0,
+                long.0,
+                Some(long.1),
+                seen(0, Decimal::ONE),
+            );
+            for &(s, e) in &minutes {
+                black_box(d.lookup(Marketplace::Gcp, 0, s, Some(e), Decimal::ONE));
+                d.insert(Marketplace::Gcp, 0, s, Some(e), seen(0, Decimal::ONE));
             }
             d.len()
         });
     });
     group.finish();
+}
+
+fn seen(contract: u32, quantity: Decimal) -> Seen {
+    Seen {
+        quantity,
+        contract,
+        origin: Origin::Input,
+    }
 }
 
 criterion_group!(benches, check, dedup);

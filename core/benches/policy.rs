@@ -65,6 +65,7 @@ fn contract() -> Contract {
         product: "prod-a1b2c3".into(),
         customer: "cust-1".into(),
         status: ContractStatus::Active,
+        status_word: None,
         starts_at: t("2026-01-01T00:00:00Z"),
         ends_at: None,
         cancelled_at: None,

@@ -9,6 +9,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::model::Marketplace;
+use crate::states::{self, StateError};
 use crate::time::{format_rfc3339, parse_rfc3339};
 
 /// The state of a buyer's subscription or entitlement.
@@ -65,8 +66,15 @@ pub struct Dimension {
 }
 
 /// A buyer's contract for one product on one marketplace.
+///
+/// In JSON, `status` is one of the five [`ContractStatus`] words or a name the contract's
+/// marketplace uses for it (`Subscribed`, `PENDING_CANCELLATION`, `EXPIRED`, ...; the table is
+/// [`crate::states`]), in any letter case. [`Contract::status`] holds the state it maps to and
+/// [`Contract::status_word`] the word as written, which serialising writes back. An empty
+/// identity field (`customer_identifier`, `aws_account_id`, `license_arn`, `resource_id`,
+/// `resource_uri`, `usage_reporting_id`) reads as absent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "ContractDoc", into = "ContractDoc")]
 pub struct Contract {
     /// Marketplace.
     pub marketplace: Marketplace,
@@ -74,8 +82,12 @@ pub struct Contract {
     pub product: String,
     /// The customer key records use.
     pub customer: String,
-    /// Current status.
+    /// Current status, mapped to metergate's five states.
     pub status: ContractStatus,
+    /// The status as the contract wrote it, when that is not exactly the lowercase
+    /// [`ContractStatus`] word (`Subscribed`, `ACTIVE`, `Active`). Messages and listings show
+    /// [`Contract::status_text`].
+    pub status_word: Option<String>,
     /// When usage may start.
     #[serde(with = "rfc3339")]
     pub starts_at: DateTime<Utc>,
@@ -116,7 +128,124 @@ pub struct Contract {
     pub dimensions: Vec<Dimension>,
 }
 
+/// The JSON form of a [`Contract`]: `status` as written.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ContractDoc {
+    marketplace: Marketplace,
+    product: String,
+    customer: String,
+    status: String,
+    #[serde(with = "rfc3339")]
+    starts_at: DateTime<Utc>,
+    #[serde(default, with = "rfc3339_opt", skip_serializing_if = "Option::is_none")]
+    ends_at: Option<DateTime<Utc>>,
+    #[serde(default, with = "rfc3339_opt", skip_serializing_if = "Option::is_none")]
+    cancelled_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    plan: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    customer_identifier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    aws_account_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    license_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    resource_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    resource_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    usage_reporting_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    marketplace_id: Option<String>,
+    #[serde(default)]
+    dimensions: Vec<Dimension>,
+}
+
+impl ContractDoc {
+    /// The contract, or the status word's error.
+    fn into_contract(self) -> Result<Contract, StateError> {
+        let status = states::status_of(self.marketplace, &self.status)?;
+        let status_word = (self.status != status.as_str()).then_some(self.status);
+        let mut c = Contract {
+            marketplace: self.marketplace,
+            product: self.product,
+            customer: self.customer,
+            status,
+            status_word,
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
+            cancelled_at: self.cancelled_at,
+            plan: self.plan,
+            customer_identifier: self.customer_identifier,
+            aws_account_id: self.aws_account_id,
+            license_arn: self.license_arn,
+            resource_id: self.resource_id,
+            resource_uri: self.resource_uri,
+            usage_reporting_id: self.usage_reporting_id,
+            marketplace_id: self.marketplace_id,
+            dimensions: self.dimensions,
+        };
+        c.normalize();
+        Ok(c)
+    }
+}
+
+impl TryFrom<ContractDoc> for Contract {
+    type Error = StateError;
+    fn try_from(d: ContractDoc) -> Result<Contract, StateError> {
+        d.into_contract()
+    }
+}
+
+impl From<Contract> for ContractDoc {
+    fn from(c: Contract) -> ContractDoc {
+        ContractDoc {
+            status: c.status_text().to_owned(),
+            marketplace: c.marketplace,
+            product: c.product,
+            customer: c.customer,
+            starts_at: c.starts_at,
+            ends_at: c.ends_at,
+            cancelled_at: c.cancelled_at,
+            plan: c.plan,
+            customer_identifier: c.customer_identifier,
+            aws_account_id: c.aws_account_id,
+            license_arn: c.license_arn,
+            resource_id: c.resource_id,
+            resource_uri: c.resource_uri,
+            usage_reporting_id: c.usage_reporting_id,
+            marketplace_id: c.marketplace_id,
+            dimensions: c.dimensions,
+        }
+    }
+}
+
 impl Contract {
+    /// The status as the contract wrote it (`Subscribed`), else the lowercase state word.
+    pub fn status_text(&self) -> &str {
+        self.status_word
+            .as_deref()
+            .unwrap_or_else(|| self.status.as_str())
+    }
+
+    /// Empty identity fields become absent ("empty is unset": the AWS model defaults
+    /// CustomerIdentifier to "").
+    pub fn normalize(&mut self) {
+        for f in [
+            &mut self.customer_identifier,
+            &mut self.aws_account_id,
+            &mut self.license_arn,
+            &mut self.resource_id,
+            &mut self.resource_uri,
+            &mut self.usage_reporting_id,
+        ] {
+            if f.as_deref() == Some("") {
+                *f = None;
+            }
+        }
+    }
+
     /// The instant after which no new usage may be dated: cancellation, or the term's end.
     pub fn stop_time(&self) -> Option<DateTime<Utc>> {
         match (self.cancelled_at, self.ends_at) {
@@ -189,6 +318,10 @@ pub enum ContractError {
 /// Index of a contract inside a [`ContractSet`].
 pub type ContractId = u32;
 
+/// A dedup series: one wire identity and one dimension (see [`crate::identity::series_key`]).
+/// Records of two contracts with the same wire identity share their series.
+pub type SeriesId = u32;
+
 /// Contracts, indexed by (marketplace, product, customer) for lookups that do not allocate.
 #[derive(Clone, Debug, Default)]
 pub struct ContractSet {
@@ -196,6 +329,11 @@ pub struct ContractSet {
     index: [FxHashMap<String, FxHashMap<String, ContractId>>; 3],
     /// The same index by lowercased customer, for "did you mean" hints without a scan.
     lower: [FxHashMap<String, FxHashMap<String, ContractId>>; 3],
+    /// Per contract, the dedup series of each dimension; empty when the contract's identity
+    /// cannot go on the wire (its records are rejected).
+    series: Vec<Vec<SeriesId>>,
+    /// Per contract, the group of contracts with the same wire identity (and product, on AWS).
+    identity_group: Vec<Option<u32>>,
 }
 
 fn mp_slot(m: Marketplace) -> usize {
@@ -210,7 +348,7 @@ impl ContractSet {
     /// Parses a JSON array of contracts and checks each one.
     pub fn from_json(text: &str) -> Result<ContractSet, ContractError> {
         let de = &mut serde_json::Deserializer::from_str(text);
-        let contracts: Vec<Contract> = serde_path_to_error::deserialize(de).map_err(|e| {
+        let docs: Vec<ContractDoc> = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
             ContractError::Parse {
@@ -220,12 +358,25 @@ impl ContractSet {
                 message: strip_position(&inner.to_string()),
             }
         })?;
+        let mut contracts = Vec::with_capacity(docs.len());
+        for (index, d) in docs.into_iter().enumerate() {
+            let key = format!("{}/{}/{}", d.marketplace, d.product, d.customer);
+            contracts.push(d.into_contract().map_err(|e| ContractError::Invalid {
+                index,
+                key,
+                field: "status",
+                message: e.to_string(),
+            })?);
+        }
         ContractSet::new(contracts)
     }
 
     /// Builds a set from parsed contracts, checking each one.
-    pub fn new(contracts: Vec<Contract>) -> Result<ContractSet, ContractError> {
+    pub fn new(mut contracts: Vec<Contract>) -> Result<ContractSet, ContractError> {
         let mut set = ContractSet::default();
+        contracts.iter_mut().for_each(Contract::normalize);
+        let mut series_ids: FxHashMap<String, SeriesId> = FxHashMap::default();
+        let mut groups: FxHashMap<String, u32> = FxHashMap::default();
         for (i, c) in contracts.iter().enumerate() {
             check_contract(i, c)?;
             let slot = &mut set.index[mp_slot(c.marketplace)];
@@ -243,9 +394,54 @@ impl ContractSet {
                 .or_default()
                 .entry(c.customer.to_lowercase())
                 .or_insert(i as ContractId);
+            let (group, series) = match crate::identity::wire_identity(c) {
+                Ok(id) => {
+                    let group_key = match c.marketplace {
+                        Marketplace::Aws => format!("aws\u{0}{}\u{0}{}", c.product, id.key()),
+                        m => format!("{m}\u{0}{}", id.key()),
+                    };
+                    let n = groups.len() as u32;
+                    let group = *groups.entry(group_key).or_insert(n);
+                    let series = c
+                        .dimensions
+                        .iter()
+                        .map(|d| {
+                            let key = crate::identity::series_key(
+                                c.marketplace,
+                                &c.product,
+                                &id,
+                                &d.name,
+                            );
+                            let n = series_ids.len() as SeriesId;
+                            *series_ids.entry(key).or_insert(n)
+                        })
+                        .collect();
+                    (Some(group), series)
+                }
+                Err(_) => (None, Vec::new()),
+            };
+            set.identity_group.push(group);
+            set.series.push(series);
         }
         set.contracts = contracts;
         Ok(set)
+    }
+
+    /// The dedup series of a contract's dimension; `None` when the contract's identity cannot
+    /// go on the wire.
+    pub fn series(&self, id: ContractId, dimension: usize) -> Option<SeriesId> {
+        self.series.get(id as usize)?.get(dimension).copied()
+    }
+
+    /// The contracts with the same wire identity as this one (itself included), in input
+    /// order: their records share dedup keys.
+    pub fn same_identity(&self, id: ContractId) -> impl Iterator<Item = (ContractId, &Contract)> {
+        let group = self.identity_group.get(id as usize).copied().flatten();
+        self.identity_group
+            .iter()
+            .enumerate()
+            .filter(move |(i, g)| **g == group && (group.is_some() || *i == id as usize))
+            .filter_map(|(i, _)| self.contracts.get(i).map(|c| (i as ContractId, c)))
     }
 
     /// Finds the contract for a record's key.
@@ -347,16 +543,20 @@ fn check_contract(i: usize, c: &Contract) -> Result<(), ContractError> {
     if c.customer.is_empty() {
         return Err(bad("customer", "is empty".into()));
     }
+    let word = match &c.status_word {
+        Some(w) => format!("{w} ({})", c.status),
+        None => c.status.as_str().to_owned(),
+    };
     if c.status == ContractStatus::Cancelled && c.cancelled_at.is_none() {
         return Err(bad(
             "cancelled_at",
-            "status is cancelled but cancelled_at is missing".into(),
+            format!("status is {word} but cancelled_at is missing"),
         ));
     }
     if c.status == ContractStatus::Ended && c.ends_at.is_none() && c.cancelled_at.is_none() {
         return Err(bad(
             "ends_at",
-            "status is ended but ends_at is missing".into(),
+            format!("status is {word} but ends_at is missing"),
         ));
     }
     if let Some(t) = c.cancelled_at {
@@ -388,7 +588,12 @@ fn check_contract(i: usize, c: &Contract) -> Result<(), ContractError> {
         if d.name.is_empty() {
             return Err(bad("dimensions", "a dimension has an empty name".into()));
         }
-        if !seen.insert(d.name.as_str()) {
+        // Google's short and full metric names are one metric.
+        let name = match c.marketplace {
+            Marketplace::Gcp => crate::rules::gcp::short_metric_name(&c.product, &d.name),
+            _ => d.name.as_str(),
+        };
+        if !seen.insert(name) {
             return Err(bad(
                 "dimensions",
                 format!("dimension {:?} is listed twice", d.name),

@@ -1,15 +1,42 @@
 //! Dedup state: what has already been accepted (in this input or in the ledger's history),
 //! keyed compactly so that memory grows with keys, not records.
+//!
+//! Keys are what the marketplace keys on: a dedup series (the wire identity and the
+//! dimension, [`crate::contract::SeriesId`]) plus the clock hour (AWS, Microsoft) or the
+//! exact interval (Google). Each key remembers the first quantity, the contract whose record
+//! set it (to name the other customer key in hints) and, for keys from the ledger, when the
+//! record was sent.
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use rustc_hash::FxHashMap;
 
-use crate::contract::ContractId;
+use crate::contract::{ContractId, SeriesId};
 use crate::model::Marketplace;
-use crate::time::{add, hour_floor};
+use crate::time::hour_floor;
+
+/// Where a key already held came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// An earlier record of this input (or session).
+    Input,
+    /// The ledger's history: the record was already written, and sent at this time if known.
+    History(Option<DateTime<Utc>>),
+}
+
+/// A key already held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seen {
+    /// The first quantity for the key: the one that stands.
+    pub quantity: Decimal,
+    /// The contract of the record that set it (its customer key may differ from this
+    /// record's when two contracts share a wire identity).
+    pub contract: ContractId,
+    /// Input or history.
+    pub origin: Origin,
+}
 
 /// What the state already holds for a record's key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,26 +44,56 @@ pub enum Prior {
     /// Nothing: the record is the first.
     None,
     /// The same key with the same quantity.
-    Same(Decimal),
+    Same(Seen),
     /// The same key with another quantity (the first one stands).
-    Different(Decimal),
-    /// Google: another interval for the same consumer and metric overlaps this one.
+    Different(Seen),
+    /// Google: usage already reported for the same consumer and metric overlaps this
+    /// interval; the span given is the covered stretch it falls in.
     Overlap(DateTime<Utc>, DateTime<Utc>),
 }
 
-/// Accepted Google intervals of one consumer and metric, with the longest one's length so
-/// that an overlap search only looks back as far as an interval can reach.
+/// Accepted Google intervals of one series: the exact spans, and the stretches they cover
+/// merged into disjoint segments (start → end). An overlap search is one ordered-map lookup,
+/// whatever the length of the longest interval seen; an insert merges the segments it
+/// touches, each segment being merged away at most once.
 #[derive(Clone, Debug, Default)]
 struct Intervals {
-    by_span: BTreeMap<(DateTime<Utc>, DateTime<Utc>), Decimal>,
-    max_len: Duration,
+    exact: FxHashMap<(DateTime<Utc>, DateTime<Utc>), Seen>,
+    covered: BTreeMap<DateTime<Utc>, DateTime<Utc>>,
+}
+
+impl Intervals {
+    /// The covered segment that overlaps `[start, end)`, if any. Segments are disjoint and
+    /// sorted, so only the last one starting before `end` can reach past `start`.
+    fn overlapping(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        let (s, e) = self.covered.range(..end).next_back()?;
+        (*e > start).then_some((*s, *e))
+    }
+
+    fn cover(&mut self, mut start: DateTime<Utc>, mut end: DateTime<Utc>) {
+        if end <= start {
+            return;
+        }
+        // Every segment that overlaps [start, end) is merged into it (touching ones are not,
+        // so chained intervals stay apart).
+        while let Some((s, e)) = self.overlapping(start, end) {
+            self.covered.remove(&s);
+            start = start.min(s);
+            end = end.max(e);
+        }
+        self.covered.insert(start, end);
+    }
 }
 
 /// Accepted keys with their first quantity.
 #[derive(Clone, Debug, Default)]
 pub struct DedupState {
-    hours: FxHashMap<(ContractId, u32, i64), Decimal>,
-    intervals: FxHashMap<(ContractId, u32), Intervals>,
+    hours: FxHashMap<(SeriesId, i64), Seen>,
+    intervals: FxHashMap<SeriesId, Intervals>,
 }
 
 impl DedupState {
@@ -51,7 +108,7 @@ impl DedupState {
             + self
                 .intervals
                 .values()
-                .map(|iv| iv.by_span.len())
+                .map(|iv| iv.exact.len())
                 .sum::<usize>()
     }
 
@@ -65,46 +122,33 @@ impl DedupState {
     pub fn lookup(
         &self,
         mp: Marketplace,
-        contract: ContractId,
-        dim: u32,
+        series: SeriesId,
         start: DateTime<Utc>,
         end: Option<DateTime<Utc>>,
         quantity: Decimal,
     ) -> Prior {
-        let judge = |q: Decimal| {
-            if q == quantity {
-                Prior::Same(q)
+        let judge = |seen: &Seen| {
+            if seen.quantity == quantity {
+                Prior::Same(*seen)
             } else {
-                Prior::Different(q)
+                Prior::Different(*seen)
             }
         };
         match (mp, end) {
             (Marketplace::Gcp, Some(end)) => {
-                let Some(iv) = self.intervals.get(&(contract, dim)) else {
+                let Some(iv) = self.intervals.get(&series) else {
                     return Prior::None;
                 };
-                if let Some(q) = iv.by_span.get(&(start, end)) {
-                    return judge(*q);
+                if let Some(seen) = iv.exact.get(&(start, end)) {
+                    return judge(seen);
                 }
-                // Every interval that starts before `end` and could still reach past `start`.
-                let from = (add(start, -iv.max_len), DateTime::<Utc>::MIN_UTC);
-                let to = (end, DateTime::<Utc>::MIN_UTC);
-                if from >= to {
-                    return Prior::None;
-                }
-                iv.by_span
-                    .range(from..to)
-                    .map(|((s, e), _)| (*s, *e))
-                    .find(|(s, e)| *s < end && *e > start)
+                iv.overlapping(start, end)
                     .map_or(Prior::None, |(s, e)| Prior::Overlap(s, e))
             }
             // A Google key without an end cannot be judged; records always have one.
             (Marketplace::Gcp, None) => Prior::None,
-            _ => match self
-                .hours
-                .get(&(contract, dim, hour_floor(start).timestamp()))
-            {
-                Some(q) => judge(*q),
+            _ => match self.hours.get(&(series, hour_floor(start).timestamp())) {
+                Some(seen) => judge(seen),
                 None => Prior::None,
             },
         }
@@ -114,25 +158,22 @@ impl DedupState {
     pub fn insert(
         &mut self,
         mp: Marketplace,
-        contract: ContractId,
-        dim: u32,
+        series: SeriesId,
         start: DateTime<Utc>,
         end: Option<DateTime<Utc>>,
-        quantity: Decimal,
+        seen: Seen,
     ) {
         match (mp, end) {
             (Marketplace::Gcp, Some(end)) => {
-                let iv = self.intervals.entry((contract, dim)).or_default();
-                iv.by_span.entry((start, end)).or_insert(quantity);
-                if end > start {
-                    iv.max_len = iv.max_len.max(end - start);
-                }
+                let iv = self.intervals.entry(series).or_default();
+                iv.exact.entry((start, end)).or_insert(seen);
+                iv.cover(start, end);
             }
             (Marketplace::Gcp, None) => {}
             _ => {
                 self.hours
-                    .entry((contract, dim, hour_floor(start).timestamp()))
-                    .or_insert(quantity);
+                    .entry((series, hour_floor(start).timestamp()))
+                    .or_insert(seen);
             }
         }
     }
@@ -147,28 +188,98 @@ mod tests {
         parse_rfc3339(&format!("2026-03-10T{s}:00Z")).unwrap()
     }
 
+    fn seen() -> Seen {
+        Seen {
+            quantity: Decimal::ONE,
+            contract: 0,
+            origin: Origin::Input,
+        }
+    }
+
     #[test]
     fn overlaps_are_found_behind_a_short_interval() {
         let mut d = DedupState::new();
         let q = Decimal::ONE;
-        d.insert(Marketplace::Gcp, 0, 0, t("10:00"), Some(t("12:00")), q);
-        d.insert(Marketplace::Gcp, 0, 0, t("10:30"), Some(t("10:45")), q);
+        d.insert(Marketplace::Gcp, 0, t("10:00"), Some(t("12:00")), seen());
+        d.insert(Marketplace::Gcp, 0, t("10:30"), Some(t("10:45")), seen());
         assert_eq!(
-            d.lookup(Marketplace::Gcp, 0, 0, t("11:00"), Some(t("11:30")), q),
+            d.lookup(Marketplace::Gcp, 0, t("11:00"), Some(t("11:30")), q),
             Prior::Overlap(t("10:00"), t("12:00"))
         );
         // Same start, other end: both are kept and both are seen.
-        d.insert(Marketplace::Gcp, 0, 1, t("10:00"), Some(t("10:30")), q);
-        d.insert(Marketplace::Gcp, 0, 1, t("10:00"), Some(t("11:00")), q);
+        d.insert(Marketplace::Gcp, 1, t("10:00"), Some(t("10:30")), seen());
+        d.insert(Marketplace::Gcp, 1, t("10:00"), Some(t("11:00")), seen());
         assert_eq!(
-            d.lookup(Marketplace::Gcp, 0, 1, t("10:45"), Some(t("11:15")), q),
+            d.lookup(Marketplace::Gcp, 1, t("10:45"), Some(t("11:15")), q),
             Prior::Overlap(t("10:00"), t("11:00"))
         );
         // Chained intervals do not overlap.
         assert_eq!(
-            d.lookup(Marketplace::Gcp, 0, 1, t("11:00"), Some(t("12:00")), q),
+            d.lookup(Marketplace::Gcp, 1, t("11:00"), Some(t("12:00")), q),
             Prior::None
         );
         assert_eq!(d.len(), 4);
+    }
+
+    #[test]
+    fn chained_intervals_stay_apart_and_bridges_merge() {
+        let mut d = DedupState::new();
+        let q = Decimal::ONE;
+        d.insert(Marketplace::Gcp, 0, t("10:00"), Some(t("10:10")), seen());
+        d.insert(Marketplace::Gcp, 0, t("10:10"), Some(t("10:20")), seen());
+        d.insert(Marketplace::Gcp, 0, t("10:30"), Some(t("10:40")), seen());
+        assert_eq!(
+            d.lookup(Marketplace::Gcp, 0, t("10:20"), Some(t("10:30")), q),
+            Prior::None
+        );
+        assert_eq!(
+            d.lookup(Marketplace::Gcp, 0, t("10:05"), Some(t("10:06")), q),
+            Prior::Overlap(t("10:00"), t("10:10"))
+        );
+        // An interval across the gap joins the segments it overlaps.
+        d.insert(Marketplace::Gcp, 0, t("10:15"), Some(t("10:35")), seen());
+        assert_eq!(
+            d.lookup(Marketplace::Gcp, 0, t("10:39"), Some(t("10:50")), q),
+            Prior::Overlap(t("10:10"), t("10:40"))
+        );
+        assert_eq!(
+            d.lookup(Marketplace::Gcp, 0, t("10:40"), Some(t("10:50")), q),
+            Prior::None
+        );
+    }
+
+    /// Regression (issue 16): one very long interval, then many short ones after it. The
+    /// cost of each search must not depend on the long interval; here the count of
+    /// segments stays small and every short interval is still found as new.
+    #[test]
+    fn a_long_interval_does_not_slow_later_searches() {
+        let mut d = DedupState::new();
+        let q = Decimal::ONE;
+        let long_start = parse_rfc3339("2020-01-01T00:00:00Z").unwrap();
+        let long_end = parse_rfc3339("2025-12-31T00:00:00Z").unwrap();
+        d.insert(Marketplace::Gcp, 0, long_start, Some(long_end), seen());
+        let base = parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
+        for i in 0..20_000i64 {
+            let s = base + chrono::Duration::minutes(i);
+            let e = s + chrono::Duration::minutes(1);
+            assert_eq!(d.lookup(Marketplace::Gcp, 0, s, Some(e), q), Prior::None);
+            d.insert(Marketplace::Gcp, 0, s, Some(e), seen());
+        }
+        let iv = d.intervals.get(&0).unwrap();
+        // Chained minutes never merge; what matters is that a lookup is one range step.
+        assert_eq!(iv.covered.len(), 20_001);
+        assert_eq!(
+            d.lookup(
+                Marketplace::Gcp,
+                0,
+                base,
+                Some(base + chrono::Duration::hours(1)),
+                q
+            ),
+            Prior::Overlap(
+                base + chrono::Duration::minutes(59),
+                base + chrono::Duration::minutes(60)
+            )
+        );
     }
 }

@@ -26,6 +26,7 @@ pub mod dedup;
 pub mod explain;
 pub mod finding;
 pub mod heartbeat;
+pub mod identity;
 pub mod model;
 pub mod parse;
 pub mod policy;
@@ -33,15 +34,20 @@ pub mod reference;
 pub mod report;
 pub mod rules;
 pub mod settings;
+pub mod states;
 pub mod time;
 pub mod units;
 pub mod validator;
 pub mod window;
 
-pub use contract::{Contract, ContractError, ContractSet, ContractStatus, Dimension, MetricType};
+pub use contract::{
+    Contract, ContractError, ContractSet, ContractStatus, Dimension, MetricType, SeriesId,
+};
 pub use finding::{Code, Finding, Severity};
+pub use identity::{record_identity, wire_identity, WireIdentity};
 pub use model::{Field, Marketplace, RawRecord, UsageRecord};
 pub use policy::{PolicyError, PolicySet, PolicySource};
 pub use report::{Report, Summary, Verdict, VerdictKind};
 pub use settings::Settings;
+pub use states::{status_of, StateError};
 pub use validator::{validate, HistoryEntry, Session, Validator};

@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::contract::{Contract, ContractSet};
-use crate::dedup::{DedupState, Prior};
+use crate::dedup::{DedupState, Origin, Prior, Seen};
 use crate::finding::{Code, Finding, Suggestion};
 use crate::model::{Marketplace, RawRecord, UsageRecord};
 use crate::parse::parse_record;
@@ -50,6 +50,13 @@ pub struct HistoryEntry {
     pub end_time: Option<DateTime<Utc>>,
     /// The quantity that was sent.
     pub quantity: Decimal,
+    /// When it was handed to the marketplace, if it was (for the `duplicate-ignored` hint).
+    #[serde(
+        default,
+        with = "crate::contract::rfc3339_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub sent_at: Option<DateTime<Utc>>,
 }
 
 impl Validator {
@@ -131,22 +138,21 @@ impl Validator {
         let key = checked
             .contract
             .zip(checked.dimension)
-            .map(|((cid, _), d)| (cid, d as u32));
+            .and_then(|((cid, _), d)| self.contracts.series(cid, d).map(|series| (cid, series)));
         // A record whose quantity is already invalid is not compared with what was sent: the
         // comparison (and its "carry the quantity" hint) would be meaningless.
         let quantity_ok = !out.iter().any(|f| f.code == Code::InvalidQuantity.as_str());
         let prior = match (&dedup, key) {
-            (Some(state), Some((cid, d))) if quantity_ok => state.lookup(
+            (Some(state), Some((_, series))) if quantity_ok => state.lookup(
                 rec.marketplace,
-                cid,
-                d,
+                series,
                 rec.start_time,
                 rec.end_time,
                 rec.quantity,
             ),
             _ => Prior::None,
         };
-        if let Some(f) = dedup_finding(&rec, prior) {
+        if let Some(f) = dedup_finding(&rec, prior, &self.contracts) {
             out.push(f);
         }
         // No hint may propose a record that the core would reject.
@@ -171,15 +177,18 @@ impl Validator {
             self.policies.run(&rec, &ctx, &mut extra);
             out.extend(extra);
         }
-        if let (Some(state), Some((cid, d))) = (dedup, key) {
+        if let (Some(state), Some((cid, series))) = (dedup, key) {
             if !out.iter().any(Finding::is_error) {
                 state.insert(
                     rec.marketplace,
-                    cid,
-                    d,
+                    series,
                     rec.start_time,
                     rec.end_time,
-                    rec.quantity,
+                    Seen {
+                        quantity: rec.quantity,
+                        contract: cid,
+                        origin: Origin::Input,
+                    },
                 );
             }
         }
@@ -187,49 +196,122 @@ impl Validator {
     }
 }
 
-fn dedup_finding(rec: &UsageRecord, prior: Prior) -> Option<Finding> {
+/// " (first recorded for customer key X, which has the same identity on the wire)" when the
+/// key was set by another contract.
+fn other_customer(rec: &UsageRecord, seen: &Seen, contracts: &ContractSet) -> String {
+    match contracts.get(seen.contract) {
+        Some(c) if c.customer != rec.customer => {
+            let id = crate::identity::wire_identity(c)
+                .map(|w| w.describe())
+                .unwrap_or_else(|_| "identity".into());
+            format!(
+                " (recorded for customer key {}, which goes on the wire with the same {id})",
+                crate::parse::shown(&c.customer)
+            )
+        }
+        _ => String::new(),
+    }
+}
+
+fn dedup_finding(rec: &UsageRecord, prior: Prior, contracts: &ContractSet) -> Option<Finding> {
+    let mut f = dedup_finding_of(rec, prior, contracts)?;
+    // Name the other customer key in the hint too, when another contract set the key.
+    if let Prior::Same(seen) | Prior::Different(seen) = prior {
+        match contracts.get(seen.contract) {
+            Some(c) if c.customer != rec.customer => {
+                let note = format!(
+                    "the key was first used by customer key {}, which has the same identity on the wire",
+                    crate::parse::shown(&c.customer)
+                );
+                f.hint = Some(match f.hint.take() {
+                    Some(h) => format!("{note}; {h}"),
+                    None => note,
+                });
+            }
+            _ => {}
+        }
+    }
+    Some(f)
+}
+
+fn dedup_finding_of(rec: &UsageRecord, prior: Prior, contracts: &ContractSet) -> Option<Finding> {
     let hour = hour_floor(rec.start_time);
     let next = format_secs(add(hour, chrono::Duration::hours(1)));
-    match (rec.marketplace, prior) {
-        (_, Prior::None) => None,
-        (Marketplace::Aws, Prior::Same(q)) => Some(
+    let rule = match rec.marketplace {
+        Marketplace::Aws => "aws.dedup",
+        Marketplace::Azure => "azure.dedup",
+        Marketplace::Gcp => "gcp.dedup",
+    };
+    let key_text = match rec.marketplace {
+        Marketplace::Gcp => format!("this interval of {}", rec.dimension),
+        _ => format!("the hour {} of {}", format_secs(hour), rec.dimension),
+    };
+    // The very record the ledger already holds: re-checking it is not an error.
+    if let Prior::Same(
+        seen @ Seen {
+            origin: Origin::History(sent),
+            ..
+        },
+    ) = prior
+    {
+        let other = other_customer(rec, &seen, contracts);
+        let when = match sent {
+            Some(t) => format!("it was sent at {}", format_secs(t)),
+            None => "it is in the ledger, not yet answered (`metergate resume` finishes it)".into(),
+        };
+        return Some(
             Finding::new(
                 Code::DuplicateIgnored,
-                "aws.dedup",
+                rule,
                 Some("start_time"),
-                format!("the hour {} of {} already has a record of {q}; AWS bills it once", format_secs(hour), rec.dimension),
+                format!(
+                    "{key_text} with quantity {} is already in the ledger{other}; this is the same record",
+                    seen.quantity
+                ),
+            )
+            .hint(format!("{when}; nothing is left to do, and it is not sent again")),
+        );
+    }
+    match (rec.marketplace, prior) {
+        (_, Prior::None) => None,
+        (Marketplace::Aws, Prior::Same(seen)) => Some(
+            Finding::new(
+                Code::DuplicateIgnored,
+                rule,
+                Some("start_time"),
+                format!("{key_text} already has a record of {}{}; AWS bills it once", seen.quantity, other_customer(rec, &seen, contracts)),
             )
             .hint("drop the repeat; it changes nothing".into()),
         ),
-        (Marketplace::Aws, Prior::Different(q)) => Some(
+        (Marketplace::Aws, Prior::Different(seen)) => Some(
             Finding::new(
                 Code::DuplicateRequest,
-                "aws.dedup",
+                rule,
                 Some("start_time"),
                 format!(
-                    "the hour {} of {} already has a record of {q}; AWS would bill only that and drop this {}",
-                    format_secs(hour),
-                    rec.dimension,
+                    "{key_text} already has a record of {}{}; AWS would bill only that and drop this {}",
+                    seen.quantity,
+                    other_customer(rec, &seen, contracts),
                     rec.quantity
                 ),
             )
             .suggest(
                 format!(
-                    "aggregate the hour into one record (metergate aggregate), or if {q} is already sent, carry {} into the hour {next}",
-                    rec.quantity
+                    "aggregate the hour into one record (metergate aggregate), or if {} is already sent, carry {} into the hour {next}",
+                    seen.quantity, rec.quantity
                 ),
                 carry(rec, hour, "aggregate the hour into one record before it is sent (metergate aggregate); no later hour can carry it"),
             ),
         ),
-        (Marketplace::Azure, Prior::Same(q) | Prior::Different(q)) => Some(
+        (Marketplace::Azure, Prior::Same(seen) | Prior::Different(seen)) => Some(
             Finding::new(
                 Code::DuplicateRequest,
-                "azure.dedup",
+                rule,
                 Some("start_time"),
                 format!(
-                    "the hour {} of {} already has an event of {q}; Microsoft answers Duplicate and keeps the first",
-                    format_secs(hour),
-                    rec.dimension
+                    "{key_text} already has an event of {}{}; Microsoft answers Duplicate and keeps the first",
+                    seen.quantity,
+                    other_customer(rec, &seen, contracts)
                 ),
             )
             .suggest(
@@ -237,23 +319,25 @@ fn dedup_finding(rec: &UsageRecord, prior: Prior) -> Option<Finding> {
                 carry(rec, hour, "aggregate the hour into one event before it is sent (metergate aggregate); no later hour can carry it"),
             ),
         ),
-        (Marketplace::Gcp, Prior::Same(q)) => Some(
+        (Marketplace::Gcp, Prior::Same(seen)) => Some(
             Finding::new(
                 Code::DuplicateIgnored,
-                "gcp.dedup",
+                rule,
                 Some("start_time"),
-                format!("this interval of {} was already reported with {q}; Google deduplicates it by operationId", rec.dimension),
+                format!("{key_text} was already reported with {}{}; Google deduplicates it by operationId", seen.quantity, other_customer(rec, &seen, contracts)),
             )
             .hint("drop the repeat; it changes nothing".into()),
         ),
-        (Marketplace::Gcp, Prior::Different(q)) => Some(
+        (Marketplace::Gcp, Prior::Different(seen)) => Some(
             Finding::new(
                 Code::DuplicateRequest,
-                "gcp.dedup",
+                rule,
                 Some("start_time"),
                 format!(
-                    "this interval of {} was already reported with {q}; the same operationId would drop this {}",
-                    rec.dimension, rec.quantity
+                    "{key_text} was already reported with {}{}; the same operationId would drop this {}",
+                    seen.quantity,
+                    other_customer(rec, &seen, contracts),
+                    rec.quantity
                 ),
             )
             .hint("report the difference in the next interval, or aggregate first (metergate aggregate)".into()),
@@ -263,7 +347,7 @@ fn dedup_finding(rec: &UsageRecord, prior: Prior) -> Option<Finding> {
                 Code::OverlappingInterval,
                 "gcp.overlap",
                 Some("start_time"),
-                format!("the interval overlaps another of {} ({} to {})", rec.dimension, format_secs(s), format_secs(e)),
+                format!("the interval overlaps usage of {} already reported for the same consumer ({} to {})", rec.dimension, format_secs(s), format_secs(e)),
             )
             .suggest(
                 format!("chain intervals: start this one at {}", format_secs(e)),
@@ -313,17 +397,23 @@ impl Session<'_> {
         let Some(dim) = dimension_index(c, h.marketplace, &h.product, &h.dimension) else {
             return false;
         };
+        let Some(series) = self.v.contracts.series(cid, dim) else {
+            return false;
+        };
         if h.marketplace == Marketplace::Gcp && h.end_time.is_none() {
             // Google keys are intervals: without its end the entry matches nothing.
             return false;
         }
         self.dedup.insert(
             h.marketplace,
-            cid,
-            dim,
+            series,
             h.start_time,
             h.end_time,
-            h.quantity,
+            Seen {
+                quantity: h.quantity,
+                contract: cid,
+                origin: Origin::History(h.sent_at),
+            },
         );
         true
     }
@@ -382,15 +472,12 @@ impl Validator {
     }
 }
 
-fn dimension_index(c: &Contract, mp: Marketplace, product: &str, dimension: &str) -> Option<u32> {
-    if let Some((i, _)) = c.dimension(dimension) {
-        return Some(i as u32);
-    }
-    match (mp, dimension.split_once('/')) {
-        (Marketplace::Gcp, Some((service, metric))) if service == product => {
-            c.dimension(metric).map(|(i, _)| i as u32)
-        }
-        _ => None,
+fn dimension_index(c: &Contract, mp: Marketplace, product: &str, dimension: &str) -> Option<usize> {
+    match mp {
+        Marketplace::Gcp => crate::rules::gcp::resolve_metric(product, dimension, c)
+            .ok()
+            .map(|m| m.index),
+        _ => c.dimension(dimension).map(|(i, _)| i),
     }
 }
 

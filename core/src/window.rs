@@ -261,7 +261,8 @@ pub(crate) fn check_times(
                     Some("customer"),
                     format!(
                         "the contract of {} is {}; it cannot receive usage",
-                        c.customer, c.status
+                        c.customer,
+                        c.status_text()
                     ),
                 )
                 .hint(if c.status == ContractStatus::Pending {
@@ -315,10 +316,10 @@ pub(crate) fn check_times(
                 Marketplace::Azure => "azure.post_cancel",
                 Marketplace::Gcp => "gcp.post_cancel",
             };
-            let what = if c.status == ContractStatus::Cancelled {
-                "cancelled"
-            } else {
-                "ended"
+            let what = match (&c.status_word, c.status) {
+                (Some(w), _) => format!("ended ({w})"),
+                (None, ContractStatus::Cancelled) => "cancelled".to_owned(),
+                (None, _) => "ended".to_owned(),
             };
             if start >= stop {
                 out.push(

@@ -46,6 +46,7 @@ fn contract() -> Contract {
         product: "prod-a1".into(),
         customer: "cust-1".into(),
         status: ContractStatus::Cancelled,
+        status_word: None,
         starts_at: t("2026-01-01T00:00:00Z"),
         ends_at: None,
         cancelled_at: Some(t("2026-04-15T00:00:00Z")),

@@ -36,6 +36,18 @@ export interface AllocationInput {
 
 export type ContractStatus = "pending" | "active" | "suspended" | "cancelled" | "ended";
 
+/** Microsoft SaaS fulfillment v2 `saasSubscriptionStatus` names. */
+export type AzureContractState =
+  | "NotStarted" | "PendingFulfillmentStart" | "Subscribed" | "Suspended" | "Unsubscribed";
+/** Google Procurement API entitlement `state` names. */
+export type GcpContractState =
+  | "ACTIVATION_REQUESTED" | "ACTIVE" | "PENDING_CANCELLATION" | "PENDING_PLAN_CHANGE"
+  | "PENDING_PLAN_CHANGE_APPROVAL" | "SUSPENDED" | "CANCELLED";
+/** AWS Agreement API agreement `status` names. */
+export type AwsContractState =
+  | "ACTIVE" | "CANCELLED" | "TERMINATED" | "EXPIRED" | "RENEWED" | "REPLACED" | "ARCHIVED"
+  | "SUPERSEDED" | "SUPERCEDED" | "ROLLED_BACK";
+
 export interface DimensionInput {
   name: string;
   /** Billing unit: quantities must be whole multiples of it. */
@@ -49,7 +61,11 @@ export interface ContractInput {
   marketplace: MarketplaceName;
   product: string;
   customer: string;
-  status: ContractStatus;
+  /**
+   * One of the five words, or the contract's own marketplace's name for the state, in any
+   * letter case (a name of another marketplace is refused).
+   */
+  status: ContractStatus | AzureContractState | GcpContractState | AwsContractState | (string & {});
   starts_at: string;
   ends_at?: string;
   cancelled_at?: string;
@@ -84,6 +100,8 @@ export interface HistoryEntry {
   start_time: string;
   end_time?: string;
   quantity: string | number;
+  /** When it was sent (RFC 3339), for the hint of a record already sent. */
+  sent_at?: string;
 }
 
 export interface ValidatorOptions {

@@ -12,6 +12,7 @@ use crate::commands::ledger::table_format;
 use crate::config;
 use crate::contracts::events::{self, EventError};
 use crate::contracts::store::{to_json, Write};
+use crate::contracts::sync::aws::AwsSyncConfig;
 use crate::contracts::sync::gcp::GcpConfig;
 use crate::contracts::sync::{self, SyncChange, SyncError};
 use crate::contracts::{store_err, Cause, Store};
@@ -19,6 +20,7 @@ use crate::error::{CliError, Location};
 use crate::ledger::report::{Format, Table};
 use crate::ledger::{self};
 use crate::output::OutputFormat;
+use crate::submit::aws::AwsOptions;
 use crate::submit::azure::AzureOptions;
 
 /// `contracts` flags.
@@ -78,8 +80,8 @@ pub enum ContractsAction {
 /// `contracts sync` flags.
 #[derive(Clone, Debug, clap::Args)]
 pub struct SyncArgs {
-    /// aws, azure or gcp; repeat for more. Default: azure, and gcp when the config names a
-    /// provider (aws sync is not yet implemented).
+    /// aws, azure or gcp; repeat for more. Default: azure, gcp when the config names a
+    /// provider, and aws when the config names `[aws.products]`.
     #[arg(long = "marketplace", value_name = "MARKETPLACE")]
     pub marketplaces: Vec<String>,
     /// Config (TOML): `[gcp] provider = "..."` and `[gcp.products."<service>"] metrics =
@@ -95,6 +97,16 @@ pub struct SyncArgs {
     /// AZURE_CLIENT_SECRET.
     #[arg(long, value_name = "URL")]
     pub azure_endpoint: Option<String>,
+    /// AWS: the endpoint instead of the public one, as in the AWS CLI (AWS_ENDPOINT_URL also
+    /// works). Credentials and region: the standard AWS chain.
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// AWS region (else AWS_REGION, AWS_DEFAULT_REGION or the AWS config file).
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// AWS profile of the shared config and credentials files.
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
     /// Log every HTTP request and answer to stderr (Authorization redacted).
     #[arg(long, short = 'v')]
     pub verbose: bool,
@@ -352,25 +364,32 @@ fn run_sync(
         }
     }
     // Read the config first, so that a bad one stops the sync before any call.
-    let gcp_cfg = match &a.config {
+    let (gcp_cfg, aws_cfg) = match &a.config {
         Some(c) => {
             let v = config::load_config_value(c)?;
-            GcpConfig::from_value(&v).map_err(|e| {
+            let bad = |e: String| {
                 CliError::input(
                     Location::file(&c.display().to_string()),
                     format!("config: {e}"),
                 )
-            })?
+            };
+            (
+                GcpConfig::from_value(&v).map_err(bad)?,
+                AwsSyncConfig::from_value(&v).map_err(bad)?,
+            )
         }
-        None => GcpConfig::default(),
+        None => (GcpConfig::default(), AwsSyncConfig::default()),
     };
     if wanted.is_empty() {
         wanted.push(Marketplace::Azure);
         if gcp_cfg.provider.is_some() {
             wanted.push(Marketplace::Gcp);
         }
+        if !aws_cfg.products.is_empty() {
+            wanted.push(Marketplace::Aws);
+        }
         eprintln!(
-            "metergate: note: syncing {}; aws sync is not yet implemented",
+            "metergate: note: syncing {}",
             wanted
                 .iter()
                 .map(|m| m.as_str())
@@ -398,7 +417,22 @@ fn run_sync(
                     }
                     (synced, calls)
                 }
-                Marketplace::Aws => return Err(sync::aws::not_yet()),
+                Marketplace::Aws => {
+                    let (synced, calls, skipped) = sync::aws::fetch(
+                        &aws_cfg,
+                        &AwsOptions {
+                            endpoint_url: a.endpoint_url.clone(),
+                            region: a.region.clone(),
+                            profile: a.profile.clone(),
+                            verbose: a.verbose,
+                        },
+                        now,
+                    )?;
+                    if skipped > 0 {
+                        eprintln!("metergate: aws: {skipped} agreements are for products no [aws.products] entry names; skipped");
+                    }
+                    (synced, calls)
+                }
             };
             let changes = sync::apply(&mut store, m, &synced, now, &format!("sync {m}"))?;
             Ok((changes, synced.len(), calls))

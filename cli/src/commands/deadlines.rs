@@ -3,7 +3,8 @@
 //! Two kinds of line, soonest deadline first, each with the exact last instant and the rule
 //! that sets it (the core's `window::deadline`):
 //! * `pending` / `sending`: ledger rows not yet answered;
-//! * `cancelled` / `ended`: contracts that stopped taking usage (in the last day, or whose
+//! * `cancelled` / `ended` (or the contract's own word, `Unsubscribed`, `EXPIRED`, ...):
+//!   contracts that stopped taking usage (in the last day, or whose
 //!   window is still open): usage dated before the stop must be sent by the deadline shown.
 
 use std::collections::BTreeMap;
@@ -129,10 +130,11 @@ pub fn run(args: &DeadlinesArgs) -> Result<u8, CliError> {
         }
         lines.push(Line {
             deadline: d,
-            kind: if c.cancelled_at.is_some_and(|t| t <= stop) {
-                "cancelled".into()
-            } else {
-                "ended".into()
+            // The state as the contract wrote it (`Unsubscribed`, `EXPIRED`, ...).
+            kind: match &c.status_word {
+                Some(w) => w.clone(),
+                None if c.cancelled_at.is_some_and(|t| t <= stop) => "cancelled".into(),
+                None => "ended".into(),
             },
             marketplace: c.marketplace.to_string(),
             product: c.product.clone(),

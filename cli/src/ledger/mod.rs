@@ -356,6 +356,13 @@ impl LedgerRow {
             start_time: self.start_time,
             end_time: self.end_time,
             quantity: self.quantity,
+            // Only rows the marketplace answered count as sent; a pending or sending row is
+            // shown as "not yet answered".
+            sent_at: if self.status.is_final() {
+                self.sent_at.as_deref().and_then(|t| parse_rfc3339(t).ok())
+            } else {
+                None
+            },
         }
     }
 }

@@ -56,7 +56,9 @@ use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_types::body::SdkBody;
 use metergate_core::rules::aws::{MAX_CALLS_PER_SECOND, RECORD_EXCEPTIONS};
 use metergate_core::time::{format_rfc3339, parse_rfc3339};
-use metergate_core::{Contract, Marketplace, UsageRecord};
+use metergate_core::{record_identity, Contract, Marketplace, UsageRecord, WireIdentity};
+
+use super::findings_text;
 use rust_decimal::prelude::ToPrimitive;
 use serde::{Deserialize, Serialize};
 
@@ -120,19 +122,19 @@ pub fn wire_values(
     rec: &UsageRecord,
     contract: Option<&Contract>,
 ) -> Result<serde_json::Value, String> {
-    let (customer_identifier, customer_aws_account_id, license_arn) = match contract {
-        Some(c) if c.customer_identifier.is_some() => (c.customer_identifier.clone(), None, None),
-        Some(c) if c.aws_account_id.is_some() => {
-            if c.license_arn.is_none() {
-                return Err(format!(
-                    "the contract of {} has aws_account_id but no license_arn; AWS needs both",
-                    c.customer
-                ));
-            }
-            (None, c.aws_account_id.clone(), c.license_arn.clone())
-        }
-        _ => (Some(rec.customer.clone()), None, None),
-    };
+    // The identity comes from the core's one decision (`metergate_core::wire_identity`), so
+    // this builder never sends what the core would not accept.
+    let (customer_identifier, customer_aws_account_id, license_arn) =
+        match record_identity(Marketplace::Aws, &rec.product, &rec.customer, contract)
+            .map_err(|f| findings_text(&f))?
+        {
+            WireIdentity::AwsCustomerIdentifier(c) => (Some(c), None, None),
+            WireIdentity::AwsAccount {
+                account_id,
+                license_arn,
+            } => (None, Some(account_id), Some(license_arn)),
+            other => return Err(format!("{} is not an AWS identity", other.describe())),
+        };
     let allocations = rec
         .allocations
         .as_ref()

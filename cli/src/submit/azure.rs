@@ -16,7 +16,8 @@
 //!
 //! Each ledger row keeps one usage event exactly as sent ([`AzureWire`]): `resourceId` (a
 //! SaaS subscription id) or `resourceUri` (a managed application) from the contract, else the
-//! record's customer key as the `resourceId`; `planId` from the record, else the contract;
+//! record's customer key as the `resourceId` when it is a uuid (the core's `wire_identity`
+//! decides, and rejects the record otherwise); `planId` from the record, else the contract;
 //! `dimension`; `quantity` (exact decimal text, written verbatim as the JSON number: see
 //! [`super::exact`]); and `effectiveStartTime`, the record's own time (Microsoft's examples
 //! send the time of the usage; its 24-hour look-back counts from it, and the core judges the
@@ -46,9 +47,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::str::FromStr;
 
-use metergate_core::rules::azure::{is_uuid, API_VERSION, MAX_BATCH_EVENTS};
+use metergate_core::rules::azure::{API_VERSION, MAX_BATCH_EVENTS};
 use metergate_core::time::{format_rfc3339, hour_floor, parse_rfc3339};
-use metergate_core::{Contract, Marketplace, UsageRecord};
+use metergate_core::{record_identity, Contract, Marketplace, UsageRecord, WireIdentity};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -56,7 +57,7 @@ use serde_json::Value;
 
 use super::exact::json_number;
 use super::token::{self, EntraCredentials, EntraTokenClient, Secret};
-use super::{CallError, MarketplaceSender, RecordResult};
+use super::{findings_text, CallError, MarketplaceSender, RecordResult};
 use crate::ledger::{LedgerRow, Outcome, Status};
 
 /// Replaces the metering endpoint (tests), unless `--azure-endpoint` is given.
@@ -141,24 +142,15 @@ pub fn wire_values(rec: &UsageRecord, contract: Option<&Contract>) -> Result<Val
         .ok_or_else(|| {
             "no plan: Microsoft needs planId; give plan in the record or the contract".to_owned()
         })?;
-    let (resource_id, resource_uri) = match contract {
-        Some(c) if c.resource_id.is_some() && c.resource_uri.is_some() => {
-            return Err(format!(
-                "the contract of {} sets both resource_id and resource_uri; Microsoft takes exactly one",
-                c.customer
-            ))
-        }
-        Some(c) if c.resource_id.is_some() => (c.resource_id.clone(), None),
-        Some(c) if c.resource_uri.is_some() => (None, c.resource_uri.clone()),
-        _ => (Some(rec.customer.clone()), None),
-    };
-    if let Some(id) = &resource_id {
-        if !is_uuid(id) {
-            return Err(format!(
-                "resourceId {id:?} is not a uuid; set resource_id (the SaaS subscription id) or resource_uri (a managed application) in the contract"
-            ));
-        }
-    }
+    // The identity comes from the core's one decision (`metergate_core::wire_identity`).
+    let (resource_id, resource_uri) =
+        match record_identity(Marketplace::Azure, &rec.product, &rec.customer, contract)
+            .map_err(|f| findings_text(&f))?
+        {
+            WireIdentity::AzureResourceId(id) => (Some(id), None),
+            WireIdentity::AzureResourceUri(uri) => (None, Some(uri)),
+            other => return Err(format!("{} is not a Microsoft identity", other.describe())),
+        };
     if rec.quantity <= Decimal::ZERO {
         return Err(format!(
             "quantity {} is not above zero; Microsoft refuses it",
@@ -574,9 +566,19 @@ mod tests {
 
     const SUB: &str = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
 
+    /// A contract for `customer` with no resource fields: the key itself is the resourceId.
+    fn contract(customer: &str) -> Contract {
+        let cs = metergate_core::ContractSet::from_json(&format!(
+            r#"[{{"marketplace":"azure","product":"offer-1","customer":"{customer}","status":"active",
+                "starts_at":"2026-01-01T00:00:00Z","plan":"gold","dimensions":[{{"name":"api_calls"}}]}}]"#
+        ))
+        .unwrap();
+        cs.all()[0].clone()
+    }
+
     #[test]
     fn wire_keeps_the_time_and_quantity_exact() {
-        let v = wire_values(&rec(SUB, "12.50"), None).unwrap();
+        let v = wire_values(&rec(SUB, "12.50"), Some(&contract(SUB))).unwrap();
         let w: AzureWire = serde_json::from_value(v).unwrap();
         assert_eq!(
             w.effective_start_time,
@@ -593,16 +595,19 @@ mod tests {
 
     #[test]
     fn wire_refuses_a_customer_that_is_not_a_uuid() {
-        assert!(wire_values(&rec("acme", "1"), None).is_err());
+        assert!(wire_values(&rec("acme", "1"), Some(&contract("acme"))).is_err());
         let mut r = rec(SUB, "1");
         r.plan = None;
-        assert!(wire_values(&r, None).is_err());
+        let mut c = contract(SUB);
+        c.plan = None;
+        assert!(wire_values(&r, Some(&c)).is_err());
     }
 
     #[test]
     fn duplicate_with_same_quantity_is_ours_and_other_quantity_is_a_duplicate() {
         let w: AzureWire =
-            serde_json::from_value(wire_values(&rec(SUB, "5"), None).unwrap()).unwrap();
+            serde_json::from_value(wire_values(&rec(SUB, "5"), Some(&contract(SUB))).unwrap())
+                .unwrap();
         let item = |q: f64| {
             json!({"status": "Duplicate", "resourceId": SUB, "dimension": "api_calls", "planId": "gold",
                    "effectiveStartTime": "2026-03-01T10:00:00Z",

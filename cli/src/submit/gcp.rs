@@ -29,7 +29,10 @@
 //!                       "metricValues": [{"startTime": "…", "endTime": "…", "int64Value": "42"}]}]}
 //! ```
 //!
-//! `consumerId` is the contract's `usage_reporting_id`, else the customer key.
+//! `consumerId` is the contract's `usage_reporting_id`, else the customer key when it is a
+//! consumerId (`metergate_core::wire_identity`; the core rejects the record otherwise), sent
+//! verbatim. `metricName` is `<service>/<metric>` from the core's `resolve_metric`, so a
+//! contract may list a metric by its short or its full name.
 //! `int64Value` (a string, as proto3 JSON writes int64) or `doubleValue` follows the
 //! contract dimension's `type` (default `int`). A `doubleValue` is the ledger's exact decimal
 //! text, written verbatim as a JSON number ([`super::exact`]); Service Control stores it as a
@@ -66,9 +69,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 
 use google_cloud_auth::credentials::{AccessTokenCredentials, Builder as CredentialsBuilder};
-use metergate_core::rules::gcp::{FINAL_CHECK_ERRORS, MAX_REQUEST_BYTES};
+use metergate_core::rules::gcp::{
+    full_metric_name, resolve_metric, FINAL_CHECK_ERRORS, MAX_REQUEST_BYTES,
+};
 use metergate_core::time::format_rfc3339;
-use metergate_core::{Contract, Marketplace, MetricType, UsageRecord};
+use metergate_core::{
+    record_identity, Contract, Marketplace, MetricType, UsageRecord, WireIdentity,
+};
 use rust_decimal::prelude::ToPrimitive;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -77,7 +84,7 @@ use uuid::Uuid;
 
 use super::exact::json_number;
 use super::token::{self, Secret};
-use super::{CallError, MarketplaceSender, RecordResult};
+use super::{findings_text, CallError, MarketplaceSender, RecordResult};
 use crate::ledger::{LedgerRow, Outcome, Status};
 
 /// Replaces the Service Control endpoint (tests).
@@ -200,27 +207,31 @@ pub fn wire_values(rec: &UsageRecord, contract: Option<&Contract>) -> Result<Val
     let end = rec
         .end_time
         .ok_or_else(|| "no end_time: Google needs the usage interval".to_owned())?;
-    let (short, metric) = match rec.dimension.split_once('/') {
-        Some((svc, m)) if svc == rec.product && !m.is_empty() => (m, rec.dimension.clone()),
-        Some(_) => {
-            return Err(format!(
-                "metric {:?} does not belong to service {:?}",
-                rec.dimension, rec.product
-            ))
+    // The metric resolves as the core resolves it (short or full name, whichever the
+    // contract lists), and the consumerId is the core's one decision.
+    let (metric, kind) = match contract {
+        Some(c) => {
+            let m = resolve_metric(&rec.product, &rec.dimension, c).map_err(|e| {
+                format!(
+                    "metric {:?} does not resolve against the contract of {}: {e:?}",
+                    rec.dimension, rec.customer
+                )
+            })?;
+            (m.full_name, m.dimension.kind.unwrap_or(MetricType::Int))
         }
-        None => (
-            rec.dimension.as_str(),
-            format!("{}/{}", rec.product, rec.dimension),
-        ),
+        None => match rec.dimension.split_once('/') {
+            Some((svc, m)) if svc != rec.product || m.is_empty() => {
+                return Err(format!(
+                    "metric {:?} does not belong to service {:?}",
+                    rec.dimension, rec.product
+                ))
+            }
+            _ => (
+                full_metric_name(&rec.product, &rec.dimension),
+                MetricType::Int,
+            ),
+        },
     };
-    let kind = contract
-        .and_then(|c| {
-            c.dimension(&rec.dimension)
-                .or_else(|| c.dimension(short))
-                .or_else(|| c.dimension(&metric))
-        })
-        .and_then(|(_, d)| d.kind)
-        .unwrap_or(MetricType::Int);
     let (value_type, value) = match kind {
         MetricType::Int => {
             if !rec.quantity.fract().is_zero() || rec.quantity.to_i64().is_none() {
@@ -233,9 +244,12 @@ pub fn wire_values(rec: &UsageRecord, contract: Option<&Contract>) -> Result<Val
         }
         MetricType::Decimal => ("double", rec.quantity.normalize().to_string()),
     };
-    let consumer_id = contract
-        .and_then(|c| c.usage_reporting_id.clone())
-        .unwrap_or_else(|| rec.customer.clone());
+    let consumer_id = match record_identity(Marketplace::Gcp, &rec.product, &rec.customer, contract)
+        .map_err(|f| findings_text(&f))?
+    {
+        WireIdentity::GcpConsumer(c) => c,
+        other => return Err(format!("{} is not a Google identity", other.describe())),
+    };
     let start_time = format_rfc3339(rec.start_time);
     let end_time = format_rfc3339(end);
     let wire = GcpWire {
@@ -744,12 +758,19 @@ mod tests {
 
     #[test]
     fn short_and_full_metric_names_give_one_operation() {
-        let a: GcpWire =
-            serde_json::from_value(wire_values(&rec("requests", "5"), None).unwrap()).unwrap();
-        let b: GcpWire = serde_json::from_value(
-            wire_values(&rec("svc.example.com/requests", "5"), None).unwrap(),
+        // The contract lists the full name; records give either (one core resolution).
+        let cs = ContractSet::from_json(
+            r#"[{"marketplace":"gcp","product":"svc.example.com","customer":"cust-1","status":"active",
+                "starts_at":"2026-01-01T00:00:00Z","usage_reporting_id":"projects/cust-1",
+                "dimensions":[{"name":"svc.example.com/requests"}]}]"#,
         )
         .unwrap();
+        let c = cs.all().first();
+        let a: GcpWire =
+            serde_json::from_value(wire_values(&rec("requests", "5"), c).unwrap()).unwrap();
+        let b: GcpWire =
+            serde_json::from_value(wire_values(&rec("svc.example.com/requests", "5"), c).unwrap())
+                .unwrap();
         assert_eq!(a.operation_id, b.operation_id);
         assert_eq!(a.operation_id, "e0e8a33a-7d98-5264-8063-301fee0a1976");
         let op: Value = serde_json::from_str(a.operation().unwrap().get()).unwrap();
@@ -761,7 +782,7 @@ mod tests {
             op["metricValueSets"][0]["metricValues"][0]["int64Value"],
             "5"
         );
-        assert_eq!(op["consumerId"], "cust-1");
+        assert_eq!(op["consumerId"], "projects/cust-1");
         assert_eq!(op["operationName"], "svc.example.com/report");
         assert!(op.get("labels").is_none());
     }

@@ -92,6 +92,15 @@ pub fn wire_values(
     }
 }
 
+/// The messages of the core's findings, for a wire builder's refusal.
+pub fn findings_text(findings: &[metergate_core::Finding]) -> String {
+    findings
+        .iter()
+        .map(|f| f.message.as_str())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// How to reach each marketplace.
 #[derive(Clone, Debug, Default)]
 pub struct SendOptions {

@@ -8,6 +8,7 @@ use rust_decimal::Decimal;
 
 use crate::contract::Contract;
 use crate::finding::{Code, Finding};
+use crate::identity::WireIdentity;
 use crate::model::{Allocation, UsageRecord};
 use crate::parse::shown;
 
@@ -116,10 +117,22 @@ pub(crate) fn check_dimension_form(rec: &UsageRecord, out: &mut Vec<Finding>) {
     }
 }
 
-/// CustomerIdentifier XOR CustomerAWSAccountId, account id digits, LicenseArn pattern.
-pub(crate) fn check_identity(c: &Contract, out: &mut Vec<Finding>) {
+/// The wire identity of an AWS contract: `customer_identifier`; else `aws_account_id` +
+/// `license_arn`; else, when neither `aws_account_id` nor `license_arn` is set, the
+/// `customer` key as the CustomerIdentifier. Checks CustomerIdentifier XOR
+/// CustomerAWSAccountId, the account id's digits, the LicenseArn pattern and lengths.
+///
+/// A `license_arn` without `aws_account_id` (and without `customer_identifier`) is refused:
+/// BatchMeterUsage needs the buyer's account id with the licence, and the account field of a
+/// licence ARN names the licence's issuer, not necessarily the buyer, so metergate does not
+/// guess it from the ARN. The hint says to add `aws_account_id` (from ResolveCustomer).
+pub(crate) fn identity(c: &Contract) -> Result<WireIdentity, Vec<Finding>> {
     let rule = "aws.identity";
-    if c.customer_identifier.is_some() && c.aws_account_id.is_some() {
+    let mut out = Vec::new();
+    let cid = c.customer_identifier.as_deref().filter(|s| !s.is_empty());
+    let acct = c.aws_account_id.as_deref().filter(|s| !s.is_empty());
+    let arn = c.license_arn.as_deref().filter(|s| !s.is_empty());
+    if cid.is_some() && acct.is_some() {
         out.push(
             Finding::new(
                 Code::InvalidCustomerIdentifier,
@@ -130,8 +143,8 @@ pub(crate) fn check_identity(c: &Contract, out: &mut Vec<Finding>) {
             .hint("keep aws_account_id + license_arn (required for new SaaS products from 2026-06-01)".into()),
         );
     }
-    if let Some(id) = &c.customer_identifier {
-        if id.is_empty() || id.chars().count() > MAX_CUSTOMER_CHARS {
+    if let Some(id) = cid {
+        if id.chars().count() > MAX_CUSTOMER_CHARS {
             out.push(
                 Finding::new(
                     Code::InvalidCustomerIdentifier,
@@ -146,11 +159,8 @@ pub(crate) fn check_identity(c: &Contract, out: &mut Vec<Finding>) {
             );
         }
     }
-    if let Some(acct) = &c.aws_account_id {
-        if acct.is_empty()
-            || acct.len() > MAX_CUSTOMER_CHARS
-            || !acct.bytes().all(|b| b.is_ascii_digit())
-        {
+    if let Some(acct) = acct {
+        if acct.len() > MAX_CUSTOMER_CHARS || !acct.bytes().all(|b| b.is_ascii_digit()) {
             out.push(
                 Finding::new(
                     Code::InvalidCustomerIdentifier,
@@ -161,7 +171,7 @@ pub(crate) fn check_identity(c: &Contract, out: &mut Vec<Finding>) {
                 .hint("use the buyer's 12-digit AWS account id from ResolveCustomer".into()),
             );
         }
-        if c.license_arn.is_none() {
+        if arn.is_none() {
             out.push(
                 Finding::new(
                     Code::InvalidLicense,
@@ -173,7 +183,7 @@ pub(crate) fn check_identity(c: &Contract, out: &mut Vec<Finding>) {
             );
         }
     }
-    if let Some(arn) = &c.license_arn {
+    if let Some(arn) = arn {
         if !license_arn_ok(arn) {
             out.push(
                 Finding::new(
@@ -185,7 +195,47 @@ pub(crate) fn check_identity(c: &Contract, out: &mut Vec<Finding>) {
                 .hint("expected arn:aws:license-manager::<account>:license:l-<id>".into()),
             );
         }
+        if cid.is_none() && acct.is_none() {
+            out.push(
+                Finding::new(
+                    Code::InvalidCustomerIdentifier,
+                    rule,
+                    Some("customer"),
+                    "the contract sets license_arn without aws_account_id; AWS needs the buyer's account id with the licence".into(),
+                )
+                .hint("add aws_account_id: the CustomerAWSAccountId that ResolveCustomer returned with this LicenseArn".into()),
+            );
+        }
     }
+    if cid.is_none()
+        && acct.is_none()
+        && arn.is_none()
+        && c.customer.chars().count() > MAX_CUSTOMER_CHARS
+    {
+        out.push(
+            Finding::new(
+                Code::InvalidCustomerIdentifier,
+                rule,
+                Some("customer"),
+                format!(
+                    "the customer key is sent as the CustomerIdentifier, but it is {} characters; AWS allows at most {MAX_CUSTOMER_CHARS}",
+                    c.customer.chars().count()
+                ),
+            )
+            .hint("set customer_identifier, or aws_account_id + license_arn, in the contract".into()),
+        );
+    }
+    if !out.is_empty() {
+        return Err(out);
+    }
+    Ok(match (cid, acct, arn) {
+        (Some(id), _, _) => WireIdentity::AwsCustomerIdentifier(id.to_owned()),
+        (None, Some(a), Some(l)) => WireIdentity::AwsAccount {
+            account_id: a.to_owned(),
+            license_arn: l.to_owned(),
+        },
+        _ => WireIdentity::AwsCustomerIdentifier(c.customer.clone()),
+    })
 }
 
 /// `^arn:aws[a-zA-Z-]*:[A-Za-z0-9][A-Za-z0-9_/.-]{0,62}:[A-Za-z0-9_/.-]{0,63}:[A-Za-z0-9_/.-]{0,63}:[A-Za-z0-9][A-Za-z0-9:_/+=,@.-]{0,1023}$` (A1).

@@ -7,6 +7,7 @@ use rust_decimal::Decimal;
 
 use crate::contract::Contract;
 use crate::finding::{Code, Finding};
+use crate::identity::WireIdentity;
 use crate::model::UsageRecord;
 use crate::parse::shown;
 
@@ -22,10 +23,14 @@ pub const TOKEN_RESOURCE: &str = "20e940b3-4c77-4b0b-9a53-9e16a1b010a7";
 /// API version of the metering API. Source: M4.
 pub const API_VERSION: &str = "2018-08-31";
 
-/// `resourceId` (uuid) XOR `resourceUri`.
-pub(crate) fn check_identity(c: &Contract, out: &mut Vec<Finding>) {
+/// The wire identity of a Microsoft contract: `resource_id` (a uuid) XOR `resource_uri`; with
+/// neither, the `customer` key as the `resourceId` when it is a uuid.
+pub(crate) fn identity(c: &Contract) -> Result<WireIdentity, Vec<Finding>> {
     let rule = "azure.identity";
-    if c.resource_id.is_some() && c.resource_uri.is_some() {
+    let mut out = Vec::new();
+    let id = c.resource_id.as_deref().filter(|s| !s.is_empty());
+    let uri = c.resource_uri.as_deref().filter(|s| !s.is_empty());
+    if id.is_some() && uri.is_some() {
         out.push(
             Finding::new(
                 Code::InvalidCustomerIdentifier,
@@ -40,7 +45,7 @@ pub(crate) fn check_identity(c: &Contract, out: &mut Vec<Finding>) {
             ),
         );
     }
-    if let Some(id) = &c.resource_id {
+    if let Some(id) = id {
         if !is_uuid(id) {
             out.push(
                 Finding::new(
@@ -56,6 +61,28 @@ pub(crate) fn check_identity(c: &Contract, out: &mut Vec<Finding>) {
             );
         }
     }
+    if id.is_none() && uri.is_none() && !is_uuid(&c.customer) {
+        out.push(
+            Finding::new(
+                Code::InvalidCustomerIdentifier,
+                rule,
+                Some("customer"),
+                format!(
+                    "the contract has no resource_id or resource_uri, and the customer key {} is not a uuid that could be the resourceId",
+                    shown(&c.customer)
+                ),
+            )
+            .hint("set resource_id (the SaaS subscription id) or resource_uri (a managed application) in the contract".into()),
+        );
+    }
+    if !out.is_empty() {
+        return Err(out);
+    }
+    Ok(match (id, uri) {
+        (Some(id), _) => WireIdentity::AzureResourceId(id.to_owned()),
+        (None, Some(uri)) => WireIdentity::AzureResourceUri(uri.to_owned()),
+        (None, None) => WireIdentity::AzureResourceId(c.customer.clone()),
+    })
 }
 
 /// True for the 8-4-4-4-12 hex form.

@@ -7,6 +7,7 @@ use rust_decimal::Decimal;
 
 use crate::contract::{Contract, Dimension, MetricType};
 use crate::finding::{Code, Finding};
+use crate::identity::WireIdentity;
 use crate::model::UsageRecord;
 use crate::parse::shown;
 
@@ -25,10 +26,12 @@ pub const MAX_REQUEST_BYTES: usize = 1_000_000;
 /// Operations per report request: metergate's own cap, to keep retries small (not a Google
 /// limit). Rule `gcp.request`.
 pub const MAX_OPERATIONS_PER_REPORT: usize = 100;
-/// The consumerId prefixes Service Control accepts. Source: G9. Rule `gcp.consumer`.
-pub const CONSUMER_PREFIXES: [&str; 5] = [
+/// The consumerId prefixes Service Control accepts (`projects/<id or number>` too); the id is
+/// sent verbatim. Source: G9. Rule `gcp.consumer`.
+pub const CONSUMER_PREFIXES: [&str; 6] = [
     "project:",
     "project_number:",
+    "projects/",
     "api_key:",
     "folders/",
     "organizations/",
@@ -40,71 +43,139 @@ pub const FINAL_CHECK_ERRORS: [&str; 3] = [
     "PROJECT_DELETED",
 ];
 
-/// usageReportingId form.
-pub(crate) fn check_identity(c: &Contract, out: &mut Vec<Finding>) {
-    if let Some(id) = &c.usage_reporting_id {
-        let ok = CONSUMER_PREFIXES
-            .iter()
-            .any(|p| id.strip_prefix(p).is_some_and(|rest| !rest.is_empty()));
-        if !ok {
-            out.push(
-                Finding::new(
-                    Code::InvalidCustomerIdentifier,
-                    "gcp.consumer",
-                    Some("customer"),
-                    format!(
-                        "usage_reporting_id {} is not a Service Control consumerId",
-                        shown(id)
-                    ),
-                )
-                .hint(
-                    "use the entitlement's usageReportingId, e.g. project_number:123456789".into(),
-                ),
-            );
-        }
+/// True for a Service Control consumerId: one of [`CONSUMER_PREFIXES`] and a non-empty id.
+pub fn is_consumer_id(id: &str) -> bool {
+    CONSUMER_PREFIXES
+        .iter()
+        .any(|p| id.strip_prefix(p).is_some_and(|rest| !rest.is_empty()))
+}
+
+/// The wire identity of a Google contract: `usage_reporting_id`, else the `customer` key when
+/// it is itself a consumerId; either is sent verbatim.
+pub(crate) fn identity(c: &Contract) -> Result<WireIdentity, Vec<Finding>> {
+    match c.usage_reporting_id.as_deref().filter(|s| !s.is_empty()) {
+        Some(id) if is_consumer_id(id) => Ok(WireIdentity::GcpConsumer(id.to_owned())),
+        Some(id) => Err(vec![Finding::new(
+            Code::InvalidCustomerIdentifier,
+            "gcp.consumer",
+            Some("customer"),
+            format!(
+                "usage_reporting_id {} is not a Service Control consumerId",
+                shown(id)
+            ),
+        )
+        .hint("use the entitlement's usageReportingId, e.g. project_number:123456789".into())]),
+        None if is_consumer_id(&c.customer) => Ok(WireIdentity::GcpConsumer(c.customer.clone())),
+        None => Err(vec![Finding::new(
+            Code::InvalidCustomerIdentifier,
+            "gcp.consumer",
+            Some("customer"),
+            format!(
+                "the contract has no usage_reporting_id, and the customer key {} is not a consumerId Google would take",
+                shown(&c.customer)
+            ),
+        )
+        .hint("set usage_reporting_id in the contract: the entitlement's usageReportingId, e.g. project_number:123456789".into())]),
     }
 }
 
-/// The metric's short name: `service/metric` must name this product's service.
-pub(crate) fn metric_name<'r>(rec: &'r UsageRecord, out: &mut Vec<Finding>) -> Option<&'r str> {
-    match rec.dimension.split_once('/') {
-        None => Some(&rec.dimension),
-        Some((service, metric)) if service == rec.product && !metric.is_empty() => Some(metric),
-        Some((service, _)) if service == rec.product => {
-            out.push(
-                Finding::new(
-                    Code::InvalidUsageDimension,
-                    "gcp.metric",
-                    Some("dimension"),
-                    format!(
-                        "metric {} has no name after the service",
-                        shown(&rec.dimension)
-                    ),
-                )
-                .hint(format!("use {}/<metric>", rec.product)),
-            );
-            None
-        }
-        Some((service, _)) => {
-            out.push(
-                Finding::new(
-                    Code::InvalidUsageDimension,
-                    "gcp.metric",
-                    Some("dimension"),
-                    format!(
-                        "metric {} names service {}, but the product is {}",
-                        shown(&rec.dimension),
-                        shown(service),
-                        shown(&rec.product)
-                    ),
-                )
-                .hint(format!(
-                    "use {}/<metric> or the metric's short name",
-                    rec.product
-                )),
-            );
-            None
-        }
+/// A metric name without this product's `<service>/` prefix (`svc.example.com/requests` →
+/// `requests`); other names are returned as they are.
+pub fn short_metric_name<'a>(product: &str, name: &'a str) -> &'a str {
+    name.strip_prefix(product)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .filter(|m| !m.is_empty())
+        .unwrap_or(name)
+}
+
+/// The full metric name, `<service>/<metric>`, that goes on the wire as `metricName`.
+pub fn full_metric_name(product: &str, name: &str) -> String {
+    format!("{product}/{}", short_metric_name(product, name))
+}
+
+/// Why a record's metric names no metric of its contract.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MetricError {
+    /// `<service>/` with nothing after it.
+    NoName,
+    /// `<other service>/<metric>`.
+    OtherService(String),
+    /// A well-formed name the contract does not list (the short name).
+    NotListed(String),
+}
+
+/// A record's metric, resolved against its contract.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedMetric<'c> {
+    /// The index of the contract's dimension.
+    pub index: usize,
+    /// The contract's dimension.
+    pub dimension: &'c Dimension,
+    /// `<service>/<metric>`, as sent.
+    pub full_name: String,
+}
+
+/// The one resolution of a Google record's metric: `requests` and `svc.example.com/requests`
+/// name the same metric of product `svc.example.com`, whichever form the contract lists.
+/// The core's `gcp.metric` rule and the wire builder both call it.
+pub fn resolve_metric<'c>(
+    product: &str,
+    dimension: &str,
+    contract: &'c Contract,
+) -> Result<ResolvedMetric<'c>, MetricError> {
+    let short = match dimension.split_once('/') {
+        None => dimension,
+        Some((service, metric)) if service == product && !metric.is_empty() => metric,
+        Some((service, _)) if service == product => return Err(MetricError::NoName),
+        Some((service, _)) => return Err(MetricError::OtherService(service.to_owned())),
+    };
+    contract
+        .dimensions
+        .iter()
+        .enumerate()
+        .find(|(_, d)| short_metric_name(product, &d.name) == short)
+        .map(|(index, d)| ResolvedMetric {
+            index,
+            dimension: d,
+            full_name: format!("{product}/{short}"),
+        })
+        .ok_or_else(|| MetricError::NotListed(short.to_owned()))
+}
+
+/// The finding for a metric that does not resolve; `None` for [`MetricError::NotListed`],
+/// which the shared unknown-dimension finding reports.
+pub(crate) fn metric_finding(rec: &UsageRecord, e: &MetricError) -> Option<Finding> {
+    match e {
+        MetricError::NoName => Some(
+            Finding::new(
+                Code::InvalidUsageDimension,
+                "gcp.metric",
+                Some("dimension"),
+                format!(
+                    "metric {} has no name after the service",
+                    shown(&rec.dimension)
+                ),
+            )
+            .hint(format!("use {}/<metric>", rec.product)),
+        ),
+        MetricError::OtherService(service) => Some(
+            Finding::new(
+                Code::InvalidUsageDimension,
+                "gcp.metric",
+                Some("dimension"),
+                format!(
+                    "metric {} names service {}, but the product is {}",
+                    shown(&rec.dimension),
+                    shown(service),
+                    shown(&rec.product)
+                ),
+            )
+            .hint(format!(
+                "use {}/<metric> or the metric's short name",
+                rec.product
+            )),
+        ),
+        MetricError::NotListed(_) => None,
     }
 }
 

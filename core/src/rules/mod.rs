@@ -45,28 +45,32 @@ pub(crate) fn check<'c>(
     }
     let c = contract.map(|(_, c)| c);
     if let Some(c) = c {
-        match mp {
-            Marketplace::Aws => aws::check_identity(c, out),
-            Marketplace::Azure => {
-                azure::check_identity(c, out);
-                azure::check_plan(rec, c, out);
-            }
-            Marketplace::Gcp => gcp::check_identity(c, out),
+        if let Err(found) = crate::identity::wire_identity(c) {
+            out.extend(found);
+        }
+        if mp == Marketplace::Azure {
+            azure::check_plan(rec, c, out);
         }
     }
     // Dimension.
     let mut dimension = None;
     if let Some(c) = c {
-        // The exact name first (a contract may list Google metrics by their full name).
-        let name = if mp == Marketplace::Gcp && c.dimension(&rec.dimension).is_none() {
-            gcp::metric_name(rec, out)
+        if mp == Marketplace::Gcp {
+            // One resolution for the short and the full metric name (the wire builder's too).
+            match gcp::resolve_metric(&rec.product, &rec.dimension, c) {
+                Ok(m) => dimension = Some(m.index),
+                Err(e) => match gcp::metric_finding(rec, &e) {
+                    Some(f) => out.push(f),
+                    None => {
+                        let short = gcp::short_metric_name(&rec.product, &rec.dimension);
+                        out.push(unknown_dimension(rec, short, c));
+                    }
+                },
+            }
         } else {
-            Some(rec.dimension.as_str())
-        };
-        if let Some(name) = name {
-            match c.dimension(name) {
+            match c.dimension(&rec.dimension) {
                 Some((i, _)) => dimension = Some(i),
-                None => out.push(unknown_dimension(rec, name, c)),
+                None => out.push(unknown_dimension(rec, &rec.dimension, c)),
             }
         }
     }

@@ -9,6 +9,8 @@
 //! * a match keeps its product and customer keys (records use them) and every field the
 //!   marketplace does not give (units, metric types, identities), and takes the state, times,
 //!   plan and dimension names from the marketplace; a cancellation time already known stands;
+//! * AWS: an agreement of an unknown id matches the stored contract of the same product and
+//!   `aws_account_id` whose agreement is no longer listed (a renewal or replacement);
 //! * a contract the marketplace no longer lists is left as it is.
 //!
 //! A second sync with nothing new at the marketplace changes nothing. A sync does not move
@@ -64,14 +66,6 @@ pub enum SyncError {
         /// What failed (never a secret).
         message: String,
     },
-    /// This marketplace cannot be synced by this build yet.
-    #[error("{marketplace}: {message}")]
-    NotYet {
-        /// Marketplace.
-        marketplace: Marketplace,
-        /// Why.
-        message: String,
-    },
     /// The store failed or refused the merged contracts.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -84,6 +78,27 @@ fn same_contract(s: &Synced, c: &Contract) -> bool {
                 && c.resource_id
                     .as_deref()
                     .is_some_and(|r| r.eq_ignore_ascii_case(&s.id))))
+}
+
+/// AWS: a new agreement (renewal, replacement) carries on the stored contract of the same
+/// product and buyer account whose own agreement is no longer listed.
+fn successor_of<'a>(
+    stored: &'a [Contract],
+    s: &Synced,
+    listed: &std::collections::HashSet<&str>,
+) -> Option<&'a Contract> {
+    let n = &s.contract;
+    if n.marketplace != Marketplace::Aws || n.aws_account_id.is_none() {
+        return None;
+    }
+    stored.iter().find(|c| {
+        c.marketplace == Marketplace::Aws
+            && c.product == n.product
+            && c.aws_account_id == n.aws_account_id
+            && c.marketplace_id
+                .as_deref()
+                .is_some_and(|id| id != s.id && !listed.contains(id))
+    })
 }
 
 /// A contract from its JSON (what a contracts file holds), so readers follow the core's
@@ -100,6 +115,8 @@ pub fn merge(old: &Contract, s: &Synced, now: DateTime<Utc>) -> Contract {
     let n = &s.contract;
     let mut c = old.clone();
     c.status = n.status;
+    // The state as the marketplace said it now, not as the old contract wrote it.
+    c.status_word = n.status_word.clone();
     c.starts_at = n.starts_at;
     c.ends_at = n.ends_at;
     c.cancelled_at = match n.status {
@@ -175,12 +192,14 @@ pub fn apply(
             }
         }
     }
+    let listed: std::collections::HashSet<&str> = synced.iter().map(|s| s.id.as_str()).collect();
     for s in synced {
         let old = by_id
             .get(&s.id)
             .or_else(|| by_id.get(&s.id.to_ascii_lowercase()))
             .and_then(|i| stored.get(*i))
-            .filter(|c| same_contract(s, c));
+            .filter(|c| same_contract(s, c))
+            .or_else(|| successor_of(&stored, s, &listed));
         let new = match old {
             Some(o) => merge(o, s, now),
             None => {
