@@ -122,7 +122,7 @@ fn aggregate_sums_hours_carries_units_and_reports_bad_rows() {
                 "cust-1",
                 "api_calls",
                 "7",
-                "2026-03-31T22:00:00Z",
+                "2026-03-31T22:45:00Z",
                 ""
             ]),
             s(&[
@@ -131,7 +131,7 @@ fn aggregate_sums_hours_carries_units_and_reports_bad_rows() {
                 "cust-1",
                 "storage_gb",
                 "5",
-                "2026-03-31T21:00:00Z",
+                "2026-03-31T21:10:00Z",
                 ""
             ]),
             s(&[
@@ -140,7 +140,7 @@ fn aggregate_sums_hours_carries_units_and_reports_bad_rows() {
                 "cust-1",
                 "storage_gb",
                 "5",
-                "2026-03-31T22:00:00Z",
+                "2026-03-31T22:10:00Z",
                 ""
             ]),
             s(&[
@@ -183,7 +183,7 @@ fn aggregate_to_stdout_lists_carries_on_stderr() {
         .assert()
         .code(0)
         .stdout(predicate::str::contains(
-            "aws,prod-a1,cust-1,storage_gb,5,2026-03-31T21:00:00Z",
+            "aws,prod-a1,cust-1,storage_gb,5,2026-03-31T21:10:00Z",
         ))
         .stderr(predicate::str::contains(
             "carry aws prod-a1 cust-1 storage_gb 2 into 2026-03-31T22:00:00Z",
@@ -197,7 +197,7 @@ fn aggregate_without_contracts_sends_everything() {
         .write_stdin("marketplace,product,customer,dimension,quantity,start_time\naws,p,c,d,7,2026-03-31T21:10:00Z\naws,p,c,d,1.5,2026-03-31T21:50:00Z\n")
         .assert()
         .code(0)
-        .stdout("marketplace,product,customer,dimension,quantity,start_time\naws,p,c,d,8.5,2026-03-31T21:00:00Z\n");
+        .stdout("marketplace,product,customer,dimension,quantity,start_time\naws,p,c,d,8.5,2026-03-31T21:50:00Z\n");
 }
 
 #[test]

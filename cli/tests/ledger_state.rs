@@ -341,15 +341,16 @@ fn deadlines_lists_pending_rows_and_cancelled_contracts() {
         .collect();
     assert_eq!(lines.len(), 3, "{lines:#?}");
     // Soonest first: cancelled at stop → stop + 1h; cust-2's row from hours_ago(5)+30m →
-    // + 6h; cust-1/storage at hours_ago(1) → + 6h.
+    // just before + 6h; cust-1/storage at hours_ago(1) → just before + 6h.
     assert_eq!(lines[0]["kind"], "cancelled");
     assert_eq!(lines[0]["deadline"], rfc(stop + Duration::hours(1)));
     assert_eq!(lines[0]["rule"], "aws.post_cancel");
     assert_eq!(lines[1]["kind"], "pending");
     assert_eq!(lines[1]["customer"], "cust-2");
+    // The last instant (inclusive): 6 h is already refused, so 1 ns before it.
     assert_eq!(
         lines[1]["deadline"],
-        rfc(hours_ago(5) + Duration::minutes(30) + Duration::hours(6))
+        rfc(hours_ago(5) + Duration::minutes(30) + Duration::hours(6) - Duration::nanoseconds(1))
     );
     assert_eq!(lines[1]["rule"], "aws.lookback");
     assert_eq!(lines[2]["dimension"], "storage");

@@ -2,7 +2,11 @@
 
 use std::fmt;
 
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+
+use crate::model::UsageRecord;
 
 /// How serious a finding is. Errors reject the record; warnings never do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -133,8 +137,9 @@ impl fmt::Display for Code {
     }
 }
 
-/// One finding on one record.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One finding on one record. Two findings are equal when what they say is (code, severity,
+/// field, message, hint, rule): the [`Suggestion`] behind a hint is not part of the result.
+#[derive(Clone, Debug, Eq, Serialize, Deserialize)]
 pub struct Finding {
     /// Stable code: a built-in one, or a policy's own.
     pub code: String,
@@ -148,6 +153,78 @@ pub struct Finding {
     pub hint: Option<String>,
     /// The rule id (`aws.lookback`, ...) or `policy:<name>`.
     pub rule: String,
+    /// The concrete record the hint proposes, if it proposes one. The core judges it before
+    /// the hint is shown and falls back to a hint without it when it would be rejected; it is
+    /// kept (not serialized) so that callers and tests can judge it again.
+    #[serde(skip)]
+    pub suggestion: Option<Suggestion>,
+}
+
+/// What a hint proposes, as changes to the record it is about.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Suggestion {
+    /// Send this quantity instead.
+    pub quantity: Option<Decimal>,
+    /// Use this start time instead.
+    pub start_time: Option<DateTime<Utc>>,
+    /// Use this end time instead (Google).
+    pub end_time: Option<DateTime<Utc>>,
+    /// True for a carry: a new record of `quantity` at `start_time`, sent once that time has
+    /// come, and judged as a whole record then. Otherwise only the changed fields must pass.
+    pub carry: bool,
+    /// The hint to show instead when the suggested record would be rejected.
+    pub fallback: String,
+}
+
+impl PartialEq for Finding {
+    fn eq(&self, other: &Finding) -> bool {
+        self.code == other.code
+            && self.severity == other.severity
+            && self.field == other.field
+            && self.message == other.message
+            && self.hint == other.hint
+            && self.rule == other.rule
+    }
+}
+
+impl Suggestion {
+    /// The record the suggestion proposes, and the "now" to judge it at: a carry is judged
+    /// when its hour has come (the later of `now` and its start).
+    pub fn apply(&self, rec: &UsageRecord, now: DateTime<Utc>) -> (UsageRecord, DateTime<Utc>) {
+        let mut r = rec.clone();
+        if let Some(q) = self.quantity {
+            r.quantity = q;
+            if self.carry {
+                r.allocations = None;
+            }
+        }
+        if let Some(t) = self.start_time {
+            r.start_time = t;
+        }
+        if let Some(t) = self.end_time {
+            r.end_time = Some(t);
+        }
+        let at = if self.carry {
+            now.max(r.start_time)
+        } else {
+            now
+        };
+        (r, at)
+    }
+
+    /// Whether the findings of the suggested record let the suggestion stand: a carry must
+    /// be accepted as a whole; a change of fields must leave no error on the fields changed.
+    pub fn accepts(&self, findings: &[Finding]) -> bool {
+        let changed = |field: Option<&str>| match field {
+            Some("quantity") => self.quantity.is_some(),
+            Some("start_time") => self.start_time.is_some(),
+            Some("end_time") => self.end_time.is_some(),
+            _ => false,
+        };
+        !findings
+            .iter()
+            .any(|f| f.is_error() && (self.carry || changed(f.field.as_deref())))
+    }
 }
 
 impl Finding {
@@ -160,12 +237,20 @@ impl Finding {
             message,
             hint: None,
             rule: rule.to_owned(),
+            suggestion: None,
         }
     }
 
     /// Adds a hint.
     pub fn hint(mut self, hint: String) -> Finding {
         self.hint = Some(hint);
+        self
+    }
+
+    /// Adds a hint that proposes a concrete record (see [`Suggestion`]).
+    pub fn suggest(mut self, hint: String, suggestion: Suggestion) -> Finding {
+        self.hint = Some(hint);
+        self.suggestion = Some(suggestion);
         self
     }
 

@@ -113,9 +113,41 @@ impl<'de> Visitor<'de> for FieldVisitor {
         Ok(Field::Wrong("array"))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Field, A::Error> {
+        // serde_json (feature `arbitrary_precision`) hands a number over as a one-entry map
+        // holding its exact text: keep the digits, never through f64.
+        match map.next_key::<String>()? {
+            Some(k) if k == JSON_NUMBER_TOKEN => {
+                let text: String = map.next_value()?;
+                // As without arbitrary precision: a number beyond a double's range (`1e400`)
+                // makes the row unreadable rather than a quantity.
+                if !text.parse::<f64>().is_ok_and(f64::is_finite) {
+                    return Err(de::Error::custom("number out of range"));
+                }
+                return Ok(Field::Number(json_number_text(text)));
+            }
+            Some(_) => {
+                map.next_value::<IgnoredAny>()?;
+            }
+            None => return Ok(Field::Wrong("object")),
+        }
         while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
         Ok(Field::Wrong("object"))
     }
+}
+
+/// The key under which serde_json's `arbitrary_precision` passes a number's text.
+const JSON_NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
+/// A JSON number's text as a plain decimal: `1e-7` becomes `0.0000001` exactly; every other
+/// form is kept as written (`12.0`, `9007199254740993.0`). An exponent form that no decimal
+/// holds stays as written, and the quantity check names it.
+fn json_number_text(text: String) -> String {
+    if text.contains(['e', 'E']) {
+        if let Ok(d) = rust_decimal::Decimal::from_scientific(&text) {
+            return d.to_string();
+        }
+    }
+    text
 }
 
 /// Shortest round-trip text of a float, never in exponent form (`1e40` prints all its digits).

@@ -312,7 +312,21 @@ pub fn parse_quantity(f: &Field) -> Result<Decimal, Finding> {
             hint,
         ));
     }
-    Decimal::from_str_exact(s).map_err(|_| {
+    // Trailing zeros after the point are not significant: `5.000…0` (40 zeros) is 5, and
+    // does not count against the 28-digit limit.
+    let exact = Decimal::from_str_exact(s).or_else(|e| match frac {
+        Some(f) if f.ends_with('0') => {
+            let digits = f.trim_end_matches('0');
+            let int_part = &s[..s.len() - body.len() + int.len()];
+            if digits.is_empty() {
+                Decimal::from_str_exact(int_part)
+            } else {
+                Decimal::from_str_exact(&format!("{int_part}.{digits}"))
+            }
+        }
+        _ => Err(e),
+    });
+    exact.map_err(|_| {
         bad(
             format!(
                 "quantity {} is out of range (at most 28 significant digits)",
@@ -443,6 +457,20 @@ mod tests {
             assert_eq!(f.field.as_deref(), Some("quantity"));
         }
         assert!(q(&"9".repeat(40)).is_err());
+        // Trailing zeros are not significant digits.
+        assert_eq!(
+            q("5.00000000000000000000000000000000000000").unwrap(),
+            Decimal::from(5)
+        );
+        assert_eq!(
+            q("10.0000000000000000000000000000").unwrap(),
+            Decimal::from(10)
+        );
+        assert_eq!(
+            q("-2.50000000000000000000000000000").unwrap().to_string(),
+            "-2.5"
+        );
+        assert!(q("1.00000000000000000000000000001").is_err());
         assert_eq!(
             q("1,5").unwrap_err().hint.unwrap(),
             "use a dot as the decimal separator: 1.5"

@@ -79,6 +79,16 @@ pub fn hour_floor(t: DateTime<Utc>) -> DateTime<Utc> {
     Utc.timestamp_opt(floored, 0).single().unwrap_or(t)
 }
 
+/// `t` rounded up to a whole second (unchanged when it has no fraction), so that a time shown
+/// in whole seconds is never earlier than `t`.
+pub fn ceil_second(t: DateTime<Utc>) -> DateTime<Utc> {
+    if t.nanosecond() == 0 {
+        t
+    } else {
+        add(t.with_nanosecond(0).unwrap_or(t), Duration::seconds(1))
+    }
+}
+
 /// Midnight UTC on the first day of the month after the one that holds `t`.
 pub fn next_month_start(t: DateTime<Utc>) -> DateTime<Utc> {
     let (y, m) = if t.month() == 12 {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::contract::{Contract, ContractSet};
 use crate::dedup::{DedupState, Origin, Prior, Seen};
-use crate::finding::{Code, Finding};
+use crate::finding::{Code, Finding, Suggestion};
 use crate::model::{Marketplace, RawRecord, UsageRecord};
 use crate::parse::parse_record;
 use crate::policy::{PolicyContext, PolicyError, PolicySet, PolicySource};
@@ -155,6 +155,8 @@ impl Validator {
         if let Some(f) = dedup_finding(&rec, prior, &self.contracts) {
             out.push(f);
         }
+        // No hint may propose a record that the core would reject.
+        rules::verify_suggestions(&rec, &self.contracts, &self.settings, now, &mut out);
         if checked.times_ok {
             window::time_warnings(
                 &rec,
@@ -293,10 +295,13 @@ fn dedup_finding_of(rec: &UsageRecord, prior: Prior, contracts: &ContractSet) ->
                     rec.quantity
                 ),
             )
-            .hint(format!(
-                "aggregate the hour into one record (metergate aggregate), or if {} is already sent, carry {} into the hour {next}",
-                seen.quantity, rec.quantity
-            )),
+            .suggest(
+                format!(
+                    "aggregate the hour into one record (metergate aggregate), or if {} is already sent, carry {} into the hour {next}",
+                    seen.quantity, rec.quantity
+                ),
+                carry(rec, hour, "aggregate the hour into one record before it is sent (metergate aggregate); no later hour can carry it"),
+            ),
         ),
         (Marketplace::Azure, Prior::Same(seen) | Prior::Different(seen)) => Some(
             Finding::new(
@@ -309,7 +314,10 @@ fn dedup_finding_of(rec: &UsageRecord, prior: Prior, contracts: &ContractSet) ->
                     other_customer(rec, &seen, contracts)
                 ),
             )
-            .hint(format!("aggregate the hour into one event (metergate aggregate), or carry {} into the hour {next}", rec.quantity)),
+            .suggest(
+                format!("aggregate the hour into one event (metergate aggregate), or carry {} into the hour {next}", rec.quantity),
+                carry(rec, hour, "aggregate the hour into one event before it is sent (metergate aggregate); no later hour can carry it"),
+            ),
         ),
         (Marketplace::Gcp, Prior::Same(seen)) => Some(
             Finding::new(
@@ -341,7 +349,14 @@ fn dedup_finding_of(rec: &UsageRecord, prior: Prior, contracts: &ContractSet) ->
                 Some("start_time"),
                 format!("the interval overlaps usage of {} already reported for the same consumer ({} to {})", rec.dimension, format_secs(s), format_secs(e)),
             )
-            .hint(format!("chain intervals: start this one at {}", format_secs(e))),
+            .suggest(
+                format!("chain intervals: start this one at {}", format_secs(e)),
+                Suggestion {
+                    start_time: Some(e),
+                    fallback: "report each stretch of usage once: drop or shorten this interval".into(),
+                    ..Suggestion::default()
+                },
+            ),
         ),
     }
 }
@@ -374,6 +389,17 @@ impl Validator {
             next_index: 0,
             summary: Summary::default(),
         }
+    }
+}
+
+/// The carry that a duplicate's hint proposes: the record's quantity, in the next hour.
+fn carry(rec: &UsageRecord, hour: DateTime<Utc>, fallback: &str) -> Suggestion {
+    Suggestion {
+        quantity: Some(rec.quantity),
+        start_time: Some(add(hour, chrono::Duration::hours(1))),
+        carry: true,
+        fallback: fallback.to_owned(),
+        ..Suggestion::default()
     }
 }
 
@@ -461,6 +487,14 @@ impl Session<'_> {
 }
 
 impl Validator {
+    /// The built-in findings of one parsed record alone (no dedup state, no policies, hints
+    /// as written): what a suggestion is judged by. See [`crate::finding::Suggestion`].
+    pub fn judge_record(&self, rec: &UsageRecord, now: DateTime<Utc>) -> Vec<Finding> {
+        let mut out = Vec::new();
+        rules::check(rec, &self.contracts, &self.settings, now, &mut out);
+        out
+    }
+
     /// Judges one record alone (no dedup state): for a form validated on every keystroke.
     pub fn check_one(&self, raw: RawRecord, now: DateTime<Utc>) -> Verdict {
         let record_id = raw.record_id_text().map(str::to_owned);

@@ -4,11 +4,11 @@ use chrono::{DateTime, Datelike, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::contract::{Contract, ContractStatus};
-use crate::finding::{Code, Finding};
+use crate::finding::{Code, Finding, Suggestion};
 use crate::model::{Marketplace, UsageRecord};
 use crate::rules::{aws, azure, gcp};
 use crate::settings::{AwsLookback, Settings};
-use crate::time::{add, format_secs, hour_floor, human_duration, next_month_start};
+use crate::time::{add, ceil_second, format_secs, human_duration, next_month_start};
 
 /// The last instant at which a record can still be sent (inclusive), and which rule sets it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,8 +40,13 @@ fn secs(n: i64) -> Duration {
 fn lookback_close(rec: &UsageRecord, settings: &Settings) -> Option<(DateTime<Utc>, &'static str)> {
     match rec.marketplace {
         Marketplace::Aws => match settings.aws.lookback {
+            // "not accepted 6 hours or more after an event": the last good instant is 1 ns
+            // before the 6 hours are up.
             AwsLookback::SixHours => Some((
-                add(rec.start_time, secs(aws::LOOKBACK_SECS)),
+                add(
+                    rec.start_time,
+                    secs(aws::LOOKBACK_SECS) - Duration::nanoseconds(1),
+                ),
                 "aws.lookback",
             )),
             AwsLookback::TwentyFourHours => {
@@ -61,16 +66,18 @@ fn lookback_close(rec: &UsageRecord, settings: &Settings) -> Option<(DateTime<Ut
                 })
             }
         },
+        // `effectiveStartTime` is the record's own time (see `azure::LOOKBACK_SECS`).
         Marketplace::Azure => Some((
-            add(hour_floor(rec.start_time), secs(azure::LOOKBACK_SECS)),
+            add(rec.start_time, secs(azure::LOOKBACK_SECS)),
             "azure.lookback",
         )),
         Marketplace::Gcp => None,
     }
 }
 
-/// The last instant this record can still be sent, given its contract (if known). Includes
-/// Google's soft one-hour lateness (`hard: false`) when it comes first.
+/// The last instant this record can still be sent, given its contract (if known). A hard
+/// deadline (look-back, month-end grace, post-cancel window) always wins; Google's soft
+/// one-hour lateness (`hard: false`) is given only when no hard deadline applies.
 pub fn deadline(
     rec: &UsageRecord,
     contract: Option<&Contract>,
@@ -128,14 +135,38 @@ fn deadline_of(
             Marketplace::Azure => {}
         }
     }
-    if soft && rec.marketplace == Marketplace::Gcp {
+    // A hard deadline wins over a soft one: the soft lateness is shown only when nothing
+    // hard ever closes the record, so a record is never listed "soft" past a hard deadline.
+    if soft && best.is_none() && rec.marketplace == Marketplace::Gcp {
         let end = rec.end_time.unwrap_or(rec.start_time);
-        consider(add(end, secs(gcp::LATENESS_SECS)), "gcp.lateness", false);
+        best = Some(Deadline {
+            at: add(end, secs(gcp::LATENESS_SECS)),
+            rule: "gcp.lateness".into(),
+            hard: false,
+        });
     }
     best.unwrap_or(Deadline {
         at: DateTime::<Utc>::MAX_UTC,
         rule: String::new(),
         hard: false,
+    })
+}
+
+/// The first whole second at which a record's start is inside the look-back `rule` at `now`.
+fn earliest_allowed_start(rule: &str, settings: &Settings, now: DateTime<Utc>) -> DateTime<Utc> {
+    let (span, strict) = match rule {
+        "aws.lookback" if settings.aws.lookback == AwsLookback::SixHours => {
+            (aws::LOOKBACK_SECS, true)
+        }
+        "aws.lookback" => (aws::LOOKBACK_24H_SECS, true),
+        _ => (azure::LOOKBACK_SECS, false),
+    };
+    // AWS refuses "N hours or more": exactly N hours old is already refused.
+    let edge = add(now, -secs(span));
+    ceil_second(if strict {
+        add(edge, Duration::nanoseconds(1))
+    } else {
+        edge
     })
 }
 
@@ -161,7 +192,14 @@ pub(crate) fn check_times(
                         Some("start_time"),
                         format!("start_time {} is in the future (now is {})", format_secs(start), format_secs(now)),
                     )
-                    .hint(format!("the latest allowed start is now, {}; send the record once the usage has happened", format_secs(now))),
+                    .suggest(
+                        format!("the latest allowed start is now, {}; send the record once the usage has happened", format_secs(now)),
+                        Suggestion {
+                            start_time: Some(now),
+                            fallback: "send the record once the usage has happened".into(),
+                            ..Suggestion::default()
+                        },
+                    ),
                 );
             }
         }
@@ -195,7 +233,14 @@ pub(crate) fn check_times(
                                 format_secs(now)
                             ),
                         )
-                        .hint(format!("end_time may be at most {}", format_secs(latest))),
+                        .suggest(
+                            format!("end_time may be at most {}", format_secs(latest)),
+                            Suggestion {
+                                end_time: Some(latest),
+                                fallback: "report the interval once it has ended".into(),
+                                ..Suggestion::default()
+                            },
+                        ),
                     );
                 }
             }
@@ -255,10 +300,14 @@ pub(crate) fn check_times(
                         format_secs(c.starts_at)
                     ),
                 )
-                .hint(format!(
-                    "earliest allowed start: {}",
-                    format_secs(c.starts_at)
-                )),
+                .suggest(
+                    format!("earliest allowed start: {}", format_secs(c.starts_at)),
+                    Suggestion {
+                        start_time: Some(ceil_second(c.starts_at)),
+                        fallback: "usage from before the contract started cannot be billed through the marketplace".into(),
+                        ..Suggestion::default()
+                    },
+                ),
             );
         }
         if let Some(stop) = stop_instant(c, now) {
@@ -302,10 +351,15 @@ pub(crate) fn check_times(
                                 format_secs(stop)
                             ),
                         )
-                        .hint(format!(
-                            "end the interval at {} at the latest",
-                            format_secs(stop)
-                        )),
+                        .suggest(
+                            format!("end the interval at {} at the latest", format_secs(stop)),
+                            Suggestion {
+                                end_time: Some(stop),
+                                fallback: "only usage dated before the cancellation can be billed"
+                                    .into(),
+                                ..Suggestion::default()
+                            },
+                        ),
                     );
                 }
             }
@@ -344,7 +398,7 @@ pub(crate) fn check_times(
                         format_secs(start),
                         format_secs(add(closes, Duration::nanoseconds(1)))
                     ),
-                    "the previous month's usage can no longer be sent; settle it with the buyer directly".to_owned(),
+                    None,
                 )
             } else {
                 let span = match rule {
@@ -354,43 +408,45 @@ pub(crate) fn check_times(
                     "aws.lookback" => aws::LOOKBACK_24H_SECS,
                     _ => azure::LOOKBACK_SECS,
                 };
-                let earliest = add(now, -secs(span));
-                let sent = if mp == Marketplace::Azure {
-                    hour_floor(start)
-                } else {
-                    start
-                };
+                let earliest = earliest_allowed_start(rule, settings, now);
                 (
                     format!(
-                        "start_time {} is {} before now; {} accepts at most {}",
-                        format_secs(sent),
-                        human_duration(now - sent),
+                        "start_time {} is {} before now; {} accepts {}",
+                        format_secs(start),
+                        human_duration(now - start),
                         if mp == Marketplace::Aws {
                             "AWS"
                         } else {
                             "Microsoft"
                         },
-                        human_duration(secs(span))
+                        if mp == Marketplace::Aws {
+                            format!("less than {}", human_duration(secs(span)))
+                        } else {
+                            format!("at most {}", human_duration(secs(span)))
+                        }
                     ),
-                    if mp == Marketplace::Azure {
-                        format!(
-                            "earliest allowed start: {} (the hour is what Microsoft checks)",
-                            format_secs(hour_floor(add(earliest, secs(3599))))
-                        )
-                    } else {
-                        format!("earliest allowed start: {}", format_secs(earliest))
-                    },
+                    Some(earliest),
                 )
             };
-            out.push(
-                Finding::new(
-                    Code::TimestampOutOfBounds,
-                    rule,
-                    Some("start_time"),
-                    message,
-                )
-                .hint(hint),
+            let f = Finding::new(
+                Code::TimestampOutOfBounds,
+                rule,
+                Some("start_time"),
+                message,
             );
+            out.push(match hint {
+                Some(earliest) => f.suggest(
+                    format!("earliest allowed start: {}", format_secs(earliest)),
+                    Suggestion {
+                        start_time: Some(earliest),
+                        fallback: "this usage can no longer be sent; settle it with the buyer directly".into(),
+                        ..Suggestion::default()
+                    },
+                ),
+                None => f.hint(
+                    "the previous month's usage can no longer be sent; settle it with the buyer directly".into(),
+                ),
+            });
         }
     }
     !out[before..].iter().any(|f| {
@@ -462,7 +518,12 @@ pub(crate) fn time_warnings(
     };
     if let Some((cutoff, rule)) = cutoff {
         if add(cutoff, -margin) <= now {
-            let month = rec.start_time.format("%Y-%m");
+            let month = if rec.marketplace == Marketplace::Gcp {
+                let (y, m) = pacific_invoice_month(rec.start_time);
+                format!("{y:04}-{m:02}")
+            } else {
+                rec.start_time.format("%Y-%m").to_string()
+            };
             let (message, hint) = if now >= cutoff {
                 (
                     format!("the invoice cutoff for {month} usage was {}: this record is billed on the next invoice", format_secs(cutoff)),
@@ -485,18 +546,46 @@ pub(crate) fn time_warnings(
     }
 }
 
-/// 01:00 US Pacific on day 1 of the month after `t`'s: 08:00 UTC when that day is in daylight
-/// time (April through November: DST runs from the second Sunday of March to the first Sunday
-/// of November, so day 1 of those months at 01:00 is PDT), else 09:00 UTC.
+/// The invoice month of a Google record: the calendar month (year, month) that holds `t` in
+/// America/Los_Angeles.
+pub fn pacific_invoice_month(t: DateTime<Utc>) -> (i32, u32) {
+    match pacific(t) {
+        Some(z) => (i32::from(z.year()), u32::from(z.month().unsigned_abs())),
+        None => (t.year(), t.month()),
+    }
+}
+
+/// Google's invoice cutoff for the usage at `t`: 01:00 America/Los_Angeles on day 1 of the
+/// month after `t`'s Pacific month, with the real daylight-saving transitions of the bundled
+/// tz database (08:00 UTC in PDT, 09:00 UTC in PST).
 pub fn pacific_month_cutoff(t: DateTime<Utc>) -> DateTime<Utc> {
-    let first = next_month_start(t);
-    let offset_hours = if (4..=11).contains(&first.month()) {
-        7
-    } else {
-        8
-    };
-    add(
-        first,
-        secs((gcp::MONTH_END_LOCAL_HOUR + offset_hours) * 3600),
-    )
+    let (y, m) = pacific_invoice_month(t);
+    let (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    let local = i16::try_from(y).ok().and_then(|y| {
+        jiff::civil::Date::new(y, i8::try_from(m).ok()?, 1)
+            .ok()?
+            .at(i8::try_from(gcp::MONTH_END_LOCAL_HOUR).ok()?, 0, 0, 0)
+            .to_zoned(LOS_ANGELES.clone())
+            .ok()
+    });
+    match local {
+        Some(z) => {
+            let ts = z.timestamp();
+            DateTime::<Utc>::from_timestamp(ts.as_second(), 0).unwrap_or(t)
+        }
+        // Outside jiff's range (years beyond ±9999): the standard-time offset.
+        None => add(
+            next_month_start(t),
+            secs((gcp::MONTH_END_LOCAL_HOUR + 8) * 3600),
+        ),
+    }
+}
+
+/// Google's time zone for invoicing, embedded at build time from the tz database (only this
+/// zone, a few hundred bytes).
+static LOS_ANGELES: jiff::tz::TimeZone = jiff::tz::get!("America/Los_Angeles");
+
+fn pacific(t: DateTime<Utc>) -> Option<jiff::Zoned> {
+    let ts = jiff::Timestamp::from_second(t.timestamp()).ok()?;
+    Some(ts.to_zoned(LOS_ANGELES.clone()))
 }

@@ -204,6 +204,8 @@ export interface Carry {
   product: string;
   customer: string;
   dimension: string;
+  /** The plan of the last hour's records (Microsoft needs it on the wire). */
+  plan?: string;
   /** The hour after the last one aggregated. */
   next_hour: string;
   /** Below one unit. */
@@ -219,11 +221,14 @@ export interface Aggregated {
 
 /**
  * Validates records in one session (duplicates are caught across them).
+ * `records` may also be the JSON text of the array: its numbers then keep every decimal digit
+ * (a JS number carries about 15-17 significant digits: `9007199254740993` is already
+ * `9007199254740992` as a JS number, so pass such quantities as strings or in JSON text).
  * Throws an Error only for unusable arguments: records not an array, contracts or settings
  * that do not parse, a policy that does not compile, a bad `now`.
  */
 export function validate(
-  records: UsageRecordInput[],
+  records: UsageRecordInput[] | string,
   contracts: ContractInput[] | string,
   options?: ValidateOptions,
 ): Report;
@@ -232,9 +237,10 @@ export function validate(
 export class Validator {
   constructor(contracts: ContractInput[] | string, options?: ValidatorOptions);
   /** Validates records in one session, after the optional history. */
-  validate(records: UsageRecordInput[], now?: string | null, history?: HistoryEntry[]): Report;
-  /** One record alone, without dedup state (for forms). */
-  validateRecord(record: UsageRecordInput, now?: string | null): Verdict;
+  /** Records as objects, or as JSON text (exact decimals beyond what a JS number holds). */
+  validate(records: UsageRecordInput[] | string, now?: string | null, history?: HistoryEntry[]): Report;
+  /** One record alone, without dedup state (for forms); an object or its JSON text. */
+  validateRecord(record: UsageRecordInput | string, now?: string | null): Verdict;
   /**
    * A whole CSV file (header row; any column order; other columns are attributes): a CSV
    * session fed the text in one piece, with `report: "all"`. Throws an Error when the input

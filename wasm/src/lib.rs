@@ -163,13 +163,29 @@ fn items(records: &Array) -> Vec<Result<RawRecord, String>> {
 
 fn records_array(records: &JsValue) -> Result<Array, JsError> {
     if !Array::is_array(records) {
-        return Err(err("records: must be an array of record objects"));
+        return Err(err(
+            "records: must be an array of record objects (or its JSON text)",
+        ));
     }
     Ok(Array::from(records))
 }
 
+/// The records argument: an array of objects, or the JSON text of one. JSON text keeps every
+/// number's decimal digits exactly (`9007199254740993.0`), which a JS number cannot.
+fn record_items(records: &JsValue) -> Result<Vec<Result<RawRecord, String>>, JsError> {
+    match records.as_string() {
+        Some(text) => engine::read_items(&text).map_err(|e| err(format!("records: {e}"))),
+        None => Ok(items(&records_array(records)?)),
+    }
+}
+
+/// One record: an object, or the JSON text of one (exact numbers, as in [`record_items`]).
 fn one_record(record: &JsValue) -> Result<RawRecord, JsError> {
-    raw_item(record.clone()).map_err(|e| err(format!("record: {e}")))
+    match record.as_string() {
+        Some(text) => engine::read_item(&text),
+        None => raw_item(record.clone()),
+    }
+    .map_err(|e| err(format!("record: {e}")))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -200,8 +216,8 @@ pub fn validate(
     }
     let now = now_or_clock(now.as_string())?;
     let history = history(&get(&options, "history"))?;
-    let records = records_array(&records)?;
-    to_js(&engine::validate_items(&v, items(&records), &history, now))
+    let records = record_items(&records)?;
+    to_js(&engine::validate_items(&v, records, &history, now))
 }
 
 /// Contracts, settings and compiled policies, built once.
@@ -229,13 +245,8 @@ impl JsValidator {
     ) -> Result<JsValue, JsError> {
         let now = now_or_clock(now)?;
         let history = self::history(&history)?;
-        let records = records_array(&records)?;
-        to_js(&engine::validate_items(
-            &self.inner,
-            items(&records),
-            &history,
-            now,
-        ))
+        let records = record_items(&records)?;
+        to_js(&engine::validate_items(&self.inner, records, &history, now))
     }
 
     /// Validates one record alone (no dedup state): for forms.

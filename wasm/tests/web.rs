@@ -230,7 +230,10 @@ fn validator_policies_history_record_csv_and_deadline() {
     let d = v
         .deadline(js(&rec(r#","quantity":3"#)), Some(NOW.into()))
         .unwrap();
-    assert_eq!(get(&d, "at").as_string().unwrap(), "2026-03-01T16:00:00Z");
+    assert_eq!(
+        get(&d, "at").as_string().unwrap(),
+        "2026-03-01T15:59:59.999999999Z"
+    );
     assert_eq!(get(&d, "rule").as_string().unwrap(), "aws.lookback");
     assert!(v
         .deadline(js(r#"{"quantity":"x"}"#), Some(NOW.into()))

@@ -1,16 +1,21 @@
 //! `metergate aggregate FILE` — one record per customer, dimension and hour.
+//!
+//! Each sum keeps a time its inputs' windows allow (the latest start on AWS and Microsoft, the
+//! covering interval on Google). With `--contracts`, every sum is judged by the core at
+//! `--now` like any record; where the core would reject the sum but accept a part, the parts
+//! are written unchanged and stderr says why.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
-use metergate_core::aggregate::{aggregate_hourly, Carry};
+use metergate_core::aggregate::{aggregate_hourly, aggregate_judged, Carry};
 use metergate_core::model::RECORD_FIELDS;
 use metergate_core::parse::parse_record;
 use metergate_core::time::format_rfc3339;
 use metergate_core::{Marketplace, UsageRecord};
 
-use crate::config::load_contracts;
+use crate::config::{build_validator, load_contracts, load_settings, parse_now};
 use crate::error::CliError;
 use crate::input::{InputFormat, InputPath, RecordReader, Row};
 
@@ -23,9 +28,17 @@ pub struct AggregateArgs {
     /// The input format, for every input (default: from the extension).
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub input_format: Option<InputFormat>,
-    /// Contracts: their dimension units decide what is sent and what is carried.
+    /// Contracts: their dimension units decide what is sent and what is carried, and every
+    /// sum is judged against them.
     #[arg(long, value_name = "FILE")]
     pub contracts: Option<PathBuf>,
+    /// Settings (TOML; .json also accepted), as for `check`: the look-back profile the sums
+    /// are judged with.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The time to judge the sums at, RFC 3339 (default: the system clock).
+    #[arg(long, value_name = "RFC3339")]
+    pub now: Option<String>,
     /// Write the aggregated CSV here instead of stdout.
     #[arg(short = 'o', long = "output", value_name = "OUT")]
     pub output: Option<PathBuf>,
@@ -47,8 +60,13 @@ pub fn run(args: &AggregateArgs) -> Result<u8, CliError> {
             std::fs::metadata(p).map_err(|e| CliError::open(&i.name, e))?;
         }
     }
-    let contracts = match &args.contracts {
-        Some(p) => Some(load_contracts(p)?),
+    let now = parse_now(args.now.as_deref())?;
+    let settings = match &args.config {
+        Some(p) => load_settings(p)?,
+        None => Default::default(),
+    };
+    let validator = match &args.contracts {
+        Some(p) => Some(build_validator(load_contracts(p)?, settings, &[])?),
         None => None,
     };
 
@@ -109,7 +127,34 @@ pub fn run(args: &AggregateArgs) -> Result<u8, CliError> {
     if let Some(e) = fatal {
         return Err(e);
     }
-    let agg = aggregate_hourly(records, contracts.as_ref());
+    let agg = match &validator {
+        Some(v) => aggregate_judged(records, v, now),
+        None => aggregate_hourly(records, None),
+    };
+    for k in &agg.kept_parts {
+        let mut e = stderr.lock();
+        let _ = write!(
+            e,
+            "metergate: kept {} record(s) of {} {} {} {} at {} as they were: their sum {} would be rejected:",
+            k.parts,
+            k.sum.marketplace,
+            k.sum.product,
+            k.sum.customer,
+            k.sum.dimension,
+            format_rfc3339(k.sum.start_time),
+            k.sum.quantity
+        );
+        for f in &k.findings {
+            let _ = write!(
+                e,
+                " {} {}: {};",
+                f.code,
+                f.field.as_deref().unwrap_or("record"),
+                f.message
+            );
+        }
+        let _ = writeln!(e);
+    }
     let mut columns = columns.unwrap_or_else(|| {
         RECORD_FIELDS
             .iter()
@@ -140,8 +185,14 @@ pub fn run(args: &AggregateArgs) -> Result<u8, CliError> {
                 let f = File::create(p).map_err(|e| CliError::open(&p.display().to_string(), e))?;
                 let carried: Vec<UsageRecord> = agg.carried.iter().map(carry_record).collect();
                 let mut cols = columns.clone();
-                if carried.iter().any(|r| r.end_time.is_some()) && !cols.contains(&"end_time") {
-                    cols.push("end_time");
+                for (name, needed) in [
+                    ("end_time", carried.iter().any(|r| r.end_time.is_some())),
+                    // Microsoft needs planId on the wire: a carry without it is refused.
+                    ("plan", carried.iter().any(|r| r.plan.is_some())),
+                ] {
+                    if needed && !cols.contains(&name) {
+                        cols.push(name);
+                    }
                 }
                 write_records(BufWriter::new(f), &cols, carried.iter())?;
             }
@@ -155,13 +206,17 @@ pub fn run(args: &AggregateArgs) -> Result<u8, CliError> {
                 for c in &agg.carried {
                     let _ = writeln!(
                         e,
-                        "  carry {} {} {} {} {} into {}",
+                        "  carry {} {} {} {} {} into {}{}",
                         c.marketplace,
                         c.product,
                         c.customer,
                         c.dimension,
                         c.remainder,
-                        format_rfc3339(c.next_hour)
+                        format_rfc3339(c.next_hour),
+                        c.plan
+                            .as_deref()
+                            .map(|p| format!(" (plan {p})"))
+                            .unwrap_or_default()
                     );
                 }
             }
@@ -204,7 +259,7 @@ fn carry_record(c: &Carry) -> UsageRecord {
         end_time: (c.marketplace == Marketplace::Gcp)
             .then(|| c.next_hour + chrono::Duration::hours(1)),
         record_id: None,
-        plan: None,
+        plan: c.plan.clone(),
         allocations: None,
         attributes: Default::default(),
     }

@@ -19,9 +19,11 @@
 //! record's customer key as the `resourceId` when it is a uuid (the core's `wire_identity`
 //! decides, and rejects the record otherwise); `planId` from the record, else the contract;
 //! `dimension`; `quantity` (exact decimal text, written verbatim as the JSON number: see
-//! [`super::exact`]); and `effectiveStartTime` truncated to the hour. Microsoft keeps one
-//! event per resource, dimension and hour, so a re-send after a crash is the very same event,
-//! and Microsoft answers it `Duplicate` naming the event it already has.
+//! [`super::exact`]); and `effectiveStartTime`, the record's own time (Microsoft's examples
+//! send the time of the usage; its 24-hour look-back counts from it, and the core judges the
+//! same instant). Microsoft keeps one event per resource, dimension and hour, so a re-send
+//! after a crash (the same stored event) is answered `Duplicate` naming the event it already
+//! has.
 //!
 //! # Answers
 //!
@@ -81,7 +83,7 @@ pub struct AzureWire {
     pub dimension: String,
     /// `quantity`, as exact decimal text.
     pub quantity: String,
-    /// `effectiveStartTime`: the usage hour, `YYYY-MM-DDTHH:00:00Z`.
+    /// `effectiveStartTime`: the record's own time, RFC 3339 in UTC.
     pub effective_start_time: String,
 }
 
@@ -161,7 +163,7 @@ pub fn wire_values(rec: &UsageRecord, contract: Option<&Contract>) -> Result<Val
         plan_id,
         dimension: rec.dimension.clone(),
         quantity: rec.quantity.normalize().to_string(),
-        effective_start_time: format_rfc3339(hour_floor(rec.start_time)),
+        effective_start_time: format_rfc3339(rec.start_time),
     };
     // The event must build now, not at send time.
     wire.event()?;
@@ -575,10 +577,13 @@ mod tests {
     }
 
     #[test]
-    fn wire_truncates_to_the_hour_and_keeps_quantity_exact() {
+    fn wire_keeps_the_time_and_quantity_exact() {
         let v = wire_values(&rec(SUB, "12.50"), Some(&contract(SUB))).unwrap();
         let w: AzureWire = serde_json::from_value(v).unwrap();
-        assert_eq!(w.effective_start_time, "2026-03-01T10:00:00Z");
+        assert_eq!(
+            w.effective_start_time,
+            format_rfc3339(rec(SUB, "1").start_time)
+        );
         assert_eq!(w.quantity, "12.5");
         assert_eq!(w.resource_id.as_deref(), Some(SUB));
         let raw = w.event().unwrap();

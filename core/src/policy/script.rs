@@ -317,6 +317,7 @@ fn emit(
             message: message.to_owned(),
             hint: hint.map(str::to_owned),
             rule: String::new(),
+            suggestion: None,
         });
         Ok(())
     });

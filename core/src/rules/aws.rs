@@ -12,7 +12,8 @@ use crate::identity::WireIdentity;
 use crate::model::{Allocation, UsageRecord};
 use crate::parse::shown;
 
-/// Default look-back: a Timestamp may be at most 6 hours before now.
+/// Default look-back: a Timestamp must be less than 6 hours before now; records "aren't
+/// accepted 6 hours or more after an event" (A1), so exactly 6 hours is refused.
 /// Source: seeds (Tackle "backdated up to 6 hours"); A2, A3, A4. Rule `aws.lookback`.
 pub const LOOKBACK_SECS: i64 = 6 * 3600;
 /// Look-back of the 24 h profile: records are not accepted "24 hours or more after an event".
@@ -388,6 +389,22 @@ pub(crate) fn check_allocations(rec: &UsageRecord, allocs: &[Allocation], out: &
             .map(|t| (t.key.as_str(), t.value.as_str()))
             .collect();
         set.sort_unstable();
+        // One key twice in one allocation (`team=a` and `team=b`): AWS refuses the whole call.
+        if let Some(w) = set
+            .windows(2)
+            .find(|w| w.first().map(|t| t.0) == w.get(1).map(|t| t.0))
+        {
+            let key = w.first().map(|t| t.0).unwrap_or_default();
+            out.push(
+                Finding::new(
+                    Code::InvalidTag,
+                    rule,
+                    Some("allocations"),
+                    format!("allocation {i} has the tag key {} more than once", shown(key)),
+                )
+                .hint(format!("give each tag key once per allocation; split the usage into one allocation per value of {}", shown(key))),
+            );
+        }
         sets.push(set);
     }
     if sum != rec.quantity {

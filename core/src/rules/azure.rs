@@ -12,7 +12,9 @@ use crate::model::UsageRecord;
 use crate::parse::shown;
 
 /// `effectiveStartTime` at most 24 hours before now (`Expired` otherwise). Source: M1, M3.
-/// Rule `azure.lookback`. metergate judges the hour sent on the wire (the start's clock hour).
+/// Rule `azure.lookback`. `effectiveStartTime` is the record's own time, as in Microsoft's
+/// examples ("if a usage event occurs at 1 PM, you have until 1 PM on the next day", M3), so
+/// the look-back and the future check judge that instant; only dedup keys on its clock hour.
 pub const LOOKBACK_SECS: i64 = 24 * 3600;
 /// Events per `batchUsageEvent` call: 1..=25. Source: M1, M4, M6. Rule `azure.batch`.
 pub const MAX_BATCH_EVENTS: usize = 25;

@@ -9,11 +9,11 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use crate::contract::{Contract, ContractId, ContractSet};
-use crate::finding::{Code, Finding};
+use crate::finding::{Code, Finding, Suggestion};
 use crate::model::{Marketplace, UsageRecord};
 use crate::parse::shown;
 use crate::settings::Settings;
-use crate::units::to_units;
+use crate::units::{is_multiple, to_units};
 use crate::window;
 
 /// What the record-level rules found out, for the rules that need state (dedup) and policies.
@@ -76,6 +76,7 @@ pub(crate) fn check<'c>(
     }
     let dim = c.zip(dimension).and_then(|(c, i)| c.dimensions.get(i));
     // Quantity.
+    let quantity_from = out.len();
     if rec.quantity.is_sign_negative() && !rec.quantity.is_zero() {
         out.push(
             Finding::new(
@@ -95,6 +96,21 @@ pub(crate) fn check<'c>(
         if let Some((unit, d)) = dim.and_then(|d| d.unit.map(|u| (u, d))) {
             check_unit(rec.quantity, unit, &d.name, out);
         }
+        let integer = match mp {
+            Marketplace::Aws => true,
+            Marketplace::Azure => false,
+            Marketplace::Gcp => {
+                dim.and_then(|d| d.kind)
+                    .unwrap_or(crate::contract::MetricType::Int)
+                    == crate::contract::MetricType::Int
+            }
+        };
+        one_quantity_hint(
+            rec,
+            integer,
+            dim.and_then(|d| d.unit),
+            out.get_mut(quantity_from..).unwrap_or_default(),
+        );
     }
     // Allocations.
     if let Some(allocs) = &rec.allocations {
@@ -117,6 +133,95 @@ pub(crate) fn check<'c>(
         contract,
         dimension,
         times_ok,
+    }
+}
+
+/// Most steps of one unit that [`best_quantity`] walks down to find a whole number.
+const MAX_UNIT_STEPS: u32 = 1000;
+
+/// The largest quantity not above `q` that is a whole multiple of `unit` (if any) and, when
+/// `integer`, a whole number. `None` when there is none worth suggesting.
+pub(crate) fn best_quantity(q: Decimal, integer: bool, unit: Option<Decimal>) -> Option<Decimal> {
+    if q.is_sign_negative() {
+        return None;
+    }
+    let Some(u) = unit else {
+        return Some(if integer { q.trunc() } else { q }.normalize());
+    };
+    let mut b = to_units(q, u)?.billable(u);
+    if integer {
+        let mut steps = 0;
+        while !b.fract().is_zero() {
+            b = b.checked_sub(u)?;
+            steps += 1;
+            if steps > MAX_UNIT_STEPS || b.is_sign_negative() {
+                return None;
+            }
+        }
+    }
+    Some(b.normalize())
+}
+
+/// Gives every "not whole" / "not a multiple of the unit" finding on the quantity one and
+/// the same hint: the largest quantity that passes all of them, and what to carry. (Two
+/// rules used to suggest different quantities for one record: `17.5` with unit 5 got "send
+/// 17" and "send 15".)
+fn one_quantity_hint(
+    rec: &UsageRecord,
+    integer: bool,
+    unit: Option<Decimal>,
+    found: &mut [Finding],
+) {
+    let q = rec.quantity;
+    let fraction = |f: &Finding| match f.rule.as_str() {
+        "aws.quantity" | "gcp.metric" => !q.fract().is_zero(),
+        "all.unit" => unit.is_some_and(|u| to_units(q, u).is_some() && !is_multiple(q, u)),
+        _ => false,
+    };
+    let best = best_quantity(q, integer, unit);
+    for f in found
+        .iter_mut()
+        .filter(|f| f.code == Code::InvalidQuantity.as_str() && fraction(f))
+    {
+        let fallback = format!(
+            "no smaller quantity of this record can be billed on its own: add {} to a later hour's usage of {}",
+            q.normalize(),
+            rec.dimension
+        );
+        match best.and_then(|b| q.checked_sub(b).map(|rest| (b, rest))) {
+            Some((b, rest)) => {
+                *f = f.clone().suggest(
+                    format!("send {b} and carry {} into the next hour", rest.normalize()),
+                    Suggestion {
+                        quantity: Some(b),
+                        fallback,
+                        ..Suggestion::default()
+                    },
+                );
+            }
+            None => f.hint = Some(fallback),
+        }
+    }
+}
+
+/// Judges every suggestion in `found` (see [`Suggestion`]) and replaces a hint whose
+/// suggested record the core would reject with its fallback.
+pub(crate) fn verify_suggestions(
+    rec: &UsageRecord,
+    contracts: &ContractSet,
+    settings: &Settings,
+    now: DateTime<Utc>,
+    found: &mut [Finding],
+) {
+    for f in found.iter_mut() {
+        let Some(s) = &f.suggestion else { continue };
+        let (candidate, at) = s.apply(rec, now);
+        let mut judged = Vec::new();
+        check(&candidate, contracts, settings, at, &mut judged);
+        if !s.accepts(&judged) {
+            f.hint = Some(s.fallback.clone());
+            f.suggestion = None;
+        }
     }
 }
 

