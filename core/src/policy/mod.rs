@@ -78,12 +78,14 @@ use std::fmt;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use rhai::{CallFnOptions, Dynamic, Engine, ImmutableString, AST};
+use rhai::{CallFnOptions, Dynamic, Engine, EvalAltResult, ImmutableString, AST};
 
 use crate::contract::Contract;
 use crate::finding::{Code, Finding};
 use crate::model::{Marketplace, UsageRecord};
 
+mod cost;
+mod math;
 mod sandbox;
 mod script;
 mod time;
@@ -366,6 +368,7 @@ fn run_one(
         c.findings.clear();
         c.failure = None;
         c.check_steps = 0;
+        c.ops = 0;
     });
     let result = reset
         .ok_or_else(|| "the findings collector is busy".to_owned())
@@ -385,7 +388,12 @@ fn run_one(
             .map_err(|e| sandbox::describe(&e))
         });
     let failure = script::with_collector(|c| {
-        let failure = c.failure.take().or(result.err());
+        // A builtin may drop a callback's error; the count still says the limit was hit.
+        let failure = c.failure.take().or(result.err()).or_else(|| {
+            (c.ops > MAX_OPERATIONS).then(|| {
+                sandbox::describe(&EvalAltResult::ErrorTooManyOperations(rhai::Position::NONE))
+            })
+        });
         if failure.is_none() {
             out.extend(c.findings.drain(..).map(|mut f| {
                 f.rule.clone_from(&policy.rule);
