@@ -7,7 +7,7 @@
 //!
 //! So the sandbox keeps its own count, in the thread's collector: every operation rhai
 //! tracks, wherever it runs, adds one (through the progress hook, which rhai calls on each
-//! operation, in callbacks too), and the builtins whose work grows with their input or output
+//! operation, in callbacks too), each callback adds [`CALLBACK_OPERATIONS`], and the builtins whose work grows with their input or output
 //! add their size ([`charge`]). The count is reset before each call and compared with
 //! [`MAX_OPERATIONS`]: a count, never time, so native and WASM builds agree.
 //!
@@ -21,6 +21,10 @@ use super::script::with_collector;
 use super::MAX_OPERATIONS;
 
 type Res<T> = Result<T, Box<EvalAltResult>>;
+
+/// Extra operations each callback a builtin makes (`map`, `filter`, `reduce`, ...) counts,
+/// besides the operations it runs: starting one costs rhai about as much as 30 operations.
+pub const CALLBACK_OPERATIONS: u64 = 32;
 
 /// Bytes of text a builtin may read or write for one operation.
 pub const BYTES_PER_OPERATION: u64 = 64;
@@ -168,9 +172,17 @@ fn fn_ptr(name: &str) -> Res<FnPtr> {
 
 /// Installs the count and the replaced builtins.
 pub(crate) fn register(engine: &mut Engine) {
-    engine.on_progress(|_| {
+    engine.on_progress(|n| {
         let over = with_collector(|c| {
-            c.ops = c.ops.saturating_add(1);
+            // rhai's count goes back when a builtin starts the next callback on a fresh copy:
+            // a callback costs far more than an operation (rhai copies its state for it).
+            let cost = if n <= c.last_progress {
+                1 + CALLBACK_OPERATIONS
+            } else {
+                1
+            };
+            c.last_progress = n;
+            c.ops = c.ops.saturating_add(cost);
             c.ops > MAX_OPERATIONS
         });
         (over == Some(true)).then(|| Dynamic::from(ImmutableString::from(STOP)))
@@ -373,10 +385,13 @@ fn pad_string(ctx: &NativeCallContext, s: &mut ImmutableString, len: INT, p: &st
         return Err(too_large("Length of string"));
     }
     charge_bytes(added)?;
-    let out = s.make_mut();
+    // Built as a `String`: rhai's string type reallocates on every push (quadratic).
+    let mut out = String::with_capacity(s.len() + added);
+    out.push_str(s);
     for _ in 0..whole {
         out.push_str(p);
     }
     out.extend(p.chars().take(missing % per));
+    *s = out.into();
     Ok(())
 }

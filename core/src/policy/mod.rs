@@ -64,7 +64,11 @@
 //! The engine has no file, module, clock, print or `eval` access, and every limit is set
 //! explicitly, the same in debug, release and WASM builds: see the `MAX_*` constants.
 //! Limits count operations, never wall-clock time, so a verdict never depends on the
-//! machine. A runtime error or a limit hit becomes one `policy-failed` error finding on that
+//! machine. The count covers the operations of callbacks (`reduce`, `map`, `sort`, ...), and
+//! builtins whose work grows with text or array sizes count by size (see `cost`). Number
+//! functions are parsing, conversions and rounding (see `math`): no `sin`, `cos`, `tan`,
+//! `sqrt`, `exp`, `ln` or `log`, whose `rust_decimal` versions can panic.
+//! A runtime error or a limit hit becomes one `policy-failed` error finding on that
 //! record (and the findings the call made before are dropped); it never stops the run and
 //! never changes another record's verdict: no state is carried from one call to the next.
 //!
@@ -369,6 +373,7 @@ fn run_one(
         c.failure = None;
         c.check_steps = 0;
         c.ops = 0;
+        c.last_progress = 0;
     });
     let result = reset
         .ok_or_else(|| "the findings collector is busy".to_owned())
