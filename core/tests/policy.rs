@@ -1203,8 +1203,8 @@ fn policy_callback_operations_count() {
 fn policy_size_dependent_builtins_are_charged() {
     for body in [
         r#"loop { let s = "é".pad(8000, "é"); }"#,
-        r#"let s = "a,".pad(2000, "a,"); loop { let p = s.split(","); }"#,
-        r#"loop { let t = "é".pad(8000, "é").to_upper().to_lower(); }"#,
+        r#"let s = "a,"; s.pad(2000, "a,"); loop { let p = s.split(","); }"#,
+        r#"loop { let t = "é"; t.pad(8000, "é"); let u = t.to_upper().to_lower(); }"#,
         r#"let a = []; a.pad(1000, "xxxxxxxxxx"); loop { let b = a.len(); }"#,
     ] {
         let set = compile(&format!("fn check(record, ctx) {{ {body} }}"));
@@ -1212,9 +1212,9 @@ fn policy_size_dependent_builtins_are_charged() {
     }
     // Refused before building 256 MB.
     let set =
-        compile(r#"fn check(record, ctx) { let s = "a".pad(16000, "a"); s.replace("a", s); }"#);
+        compile(r#"fn check(record, ctx) { let s = "a"; s.pad(16000, "a"); s.replace("a", s); }"#);
     assert_failed(&run(&set, &record()), "test");
-    let set = compile(r#"fn check(record, ctx) { let s = "a".pad(16000, "a"); s.split(""); }"#);
+    let set = compile(r#"fn check(record, ctx) { let s = "a"; s.pad(16000, "a"); s.split(""); }"#);
     assert_failed(&run(&set, &record()), "test");
     // The same builtins on ordinary sizes work as before.
     assert_script(

@@ -388,9 +388,8 @@ fn pad_string(ctx: &NativeCallContext, s: &mut ImmutableString, len: INT, p: &st
     // Built as a `String`: rhai's string type reallocates on every push (quadratic).
     let mut out = String::with_capacity(s.len() + added);
     out.push_str(s);
-    for _ in 0..whole {
-        out.push_str(p);
-    }
+    // `repeat` copies in doubling blocks, not one short copy per repetition.
+    out.push_str(&p.repeat(whole));
     out.extend(p.chars().take(missing % per));
     *s = out.into();
     Ok(())
