@@ -28,8 +28,8 @@ use crate::error::{CliError, Location};
 /// The flags every judging command shares.
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct ValidatorArgs {
-    /// Contracts: a JSON array (see examples/contracts.json). Without it no customer is
-    /// entitled.
+    /// Contracts: a JSON array (see examples/contracts.json). Without it the contract store
+    /// of the ledger is used (`metergate contracts`); without either no customer is entitled.
     #[arg(long, value_name = "FILE")]
     pub contracts: Option<PathBuf>,
     /// A seller policy in rhai; repeat for more. Its name is the file stem.
@@ -41,7 +41,9 @@ pub struct ValidatorArgs {
     /// The time to judge at, RFC 3339 (default: the system clock).
     #[arg(long, value_name = "RFC3339")]
     pub now: Option<String>,
-    /// The submission ledger: keys already sent count as duplicates.
+    /// The submission ledger: keys already sent count as duplicates, and its contract store
+    /// gives the contracts when --contracts is not given (default: $METERGATE_LEDGER, else
+    /// ./metergate-ledger.sqlite, for the contracts only).
     #[arg(long, value_name = "PATH")]
     pub ledger: Option<PathBuf>,
 }
@@ -60,10 +62,8 @@ impl ValidatorArgs {
     /// Loads everything; the first problem is an exit-2 error naming the file.
     pub fn load(&self) -> Result<Setup, CliError> {
         let now = parse_now(self.now.as_deref())?;
-        let contracts = match &self.contracts {
-            Some(p) => load_contracts(p)?,
-            None => ContractSet::default(),
-        };
+        let (contracts, _) =
+            crate::contracts::load(self.contracts.as_deref(), self.ledger.as_deref())?;
         let settings = match &self.config {
             Some(p) => load_settings(p)?,
             None => Settings::default(),
@@ -194,8 +194,61 @@ pub fn load_settings(path: &Path) -> Result<Settings, CliError> {
         })?;
         toml_to_json(toml::Value::Table(t))
     };
+    let (value, _) = split_cli_sections(value);
     Settings::from_json_value(value)
         .map_err(|e| CliError::input(Location::file(&name), format!("config: field {e}")))
+}
+
+/// Reads the config file as JSON (TOML converted), for the sections only the CLI reads.
+pub fn load_config_value(path: &Path) -> Result<serde_json::Value, CliError> {
+    let name = path.display().to_string();
+    let text = read_text(path)?;
+    let is_json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    if is_json {
+        serde_json::from_str::<serde_json::Value>(&text).map_err(|e| {
+            CliError::input(
+                Location::at(&name, e.line() as u64, Some(e.column() as u64)),
+                format!("config: {e}"),
+            )
+        })
+    } else {
+        let t = toml::from_str::<toml::Table>(&text).map_err(|e| {
+            let loc = match e.span() {
+                Some(s) => {
+                    let (l, c) = line_col(text.as_bytes(), s.start);
+                    Location::at(&name, l, Some(c))
+                }
+                None => Location::file(&name),
+            };
+            CliError::input(loc, format!("config: {}", e.message().trim()))
+        })?;
+        Ok(toml_to_json(toml::Value::Table(t)))
+    }
+}
+
+/// Splits off the config keys that only the CLI reads (`[gcp] provider` and
+/// `[gcp.products."<service>"]`, which `contracts sync` uses), so the core's settings never
+/// see them. Returns (settings, the removed `gcp` keys as an object).
+pub fn split_cli_sections(mut value: serde_json::Value) -> (serde_json::Value, serde_json::Value) {
+    let mut removed = serde_json::Map::new();
+    if let Some(gcp) = value
+        .get_mut("gcp")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        for key in ["products", "provider"] {
+            if let Some(p) = gcp.remove(key) {
+                removed.insert(key.to_owned(), p);
+            }
+        }
+        if gcp.is_empty() {
+            if let Some(root) = value.as_object_mut() {
+                root.remove("gcp");
+            }
+        }
+    }
+    (value, serde_json::Value::Object(removed))
 }
 
 /// TOML to JSON: datetimes become strings.

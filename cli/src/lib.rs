@@ -9,6 +9,7 @@
 
 pub mod commands;
 pub mod config;
+pub mod contracts;
 pub mod error;
 pub mod input;
 pub mod ledger;
@@ -53,6 +54,9 @@ pub enum Command {
     Heartbeat(commands::heartbeat::HeartbeatArgs),
     /// List what must be sent before when: pending ledger rows and cancelled contracts.
     Deadlines(commands::deadlines::DeadlinesArgs),
+    /// The contract store: sync from the marketplaces, apply lifecycle events, import,
+    /// list, export, history. Judging commands read it when --contracts is not given.
+    Contracts(commands::contracts::ContractsArgs),
 }
 
 /// Runs the command line of this process.
@@ -67,6 +71,7 @@ pub fn run() -> ExitCode {
         Command::Ledger(a) => commands::ledger::run(a),
         Command::Heartbeat(a) => commands::heartbeat::run(a),
         Command::Deadlines(a) => commands::deadlines::run(a),
+        Command::Contracts(a) => commands::contracts::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -741,3 +741,131 @@ fn kill_and_resume_loses_nothing_and_bills_nothing_twice() {
     assert_eq!((lost, doubled, conflicting), (0, 0, 0), "seed {seed}");
     assert_eq!(states["accepted"], data.expected.len() as u64, "{states:?}");
 }
+
+/// One Azure customer (resource `resource_id(0)`) on `plan`, dimension `requests`.
+fn one_contract(dir: &Path, name: &str, plan: &str) -> PathBuf {
+    let p = dir.join(format!("{name}-contracts.json"));
+    let c = json!([{"marketplace": "azure", "product": OFFER, "customer": "sub-0",
+        "status": "active", "starts_at": rfc(hours_ago(48)), "plan": plan,
+        "resource_id": resource_id(0), "dimensions": [{"name": "requests"}]}]);
+    std::fs::write(&p, c.to_string()).unwrap();
+    p
+}
+
+/// Submits CSV `rows` (`quantity,start_time`) for sub-0/requests.
+fn submit_csv(
+    fake: &AzureFake,
+    contracts: &Path,
+    ledger: &Path,
+    rows: &[(&str, String)],
+) -> std::process::Output {
+    let input = ledger.with_extension("csv");
+    let mut text = "marketplace,product,customer,dimension,quantity,start_time\n".to_owned();
+    for (q, t) in rows {
+        text.push_str(&format!("azure,{OFFER},sub-0,requests,{q},{t}\n"));
+    }
+    std::fs::write(&input, text).unwrap();
+    fake.metergate()
+        .arg("submit")
+        .arg(&input)
+        .arg("--contracts")
+        .arg(contracts)
+        .arg("--ledger")
+        .arg(ledger)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_duplicate_after_a_plan_change_ends_duplicate_with_the_original_quantity() {
+    let fake = AzureFake::start(&[]);
+    let dir = fake.dir.path();
+    let t = rfc(hours_ago(1) + CDuration::minutes(10));
+    let later = rfc(hours_ago(1) + CDuration::minutes(40));
+    // 10 minutes past the hour, on plan gold: accepted.
+    let gold = one_contract(dir, "gold", "gold");
+    let first = dir.join("first.sqlite");
+    let out = submit_csv(&fake, &gold, &first, &[("5", t)]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let original = Ledger::open_existing(&first)
+        .unwrap()
+        .list(&Filter::default())
+        .unwrap()[0]
+        .marketplace_record_id
+        .clone()
+        .unwrap();
+    // The customer moves to plan platinum within the hour; the seller's other system (another
+    // ledger) sends the same hour under the new plan. Microsoft keeps one event per resource,
+    // dimension and hour, and its Duplicate answer echoes the gold event.
+    let platinum = one_contract(dir, "platinum", "platinum");
+    for (name, q) in [("other-quantity", "7"), ("same-quantity", "5")] {
+        let ledger = dir.join(format!("{name}.sqlite"));
+        let out = submit_csv(&fake, &platinum, &ledger, &[(q, later.clone())]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rows = Ledger::open_existing(&ledger)
+            .unwrap()
+            .list(&Filter::default())
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        let r = &rows[0];
+        assert_eq!(r.status, Status::Duplicate, "{r:?}");
+        assert_eq!(r.answer.as_deref(), Some("Duplicate"));
+        assert_eq!(r.attempts, 1, "matched on the first answer, never retried");
+        assert_eq!(r.marketplace_record_id.as_deref(), Some(original.as_str()));
+        let why = r.reason.as_deref().unwrap();
+        assert!(why.contains("quantity 5 under plan gold"), "{why}");
+    }
+    // At the fake: one accepted event for the hour, with the first quantity.
+    let accepted: Vec<Value> = fake
+        .events()
+        .into_iter()
+        .filter(|e| e["status"] == "Accepted")
+        .collect();
+    assert_eq!(accepted.len(), 1);
+    assert_eq!(accepted[0]["plan"], "gold");
+    assert_eq!(accepted[0]["quantity"], 5);
+    assert_eq!(fake.events().len(), 3);
+}
+
+#[test]
+fn the_quantity_goes_out_as_the_exact_decimal_the_ledger_stores() {
+    let fake = AzureFake::start(&[]);
+    let dir = fake.dir.path();
+    let contracts = one_contract(dir, "gold", "gold");
+    let ledger = dir.join("exact.sqlite");
+    let q = "12345678901234567890.5";
+    let out = submit_csv(
+        &fake,
+        &contracts,
+        &ledger,
+        &[(q, rfc(hours_ago(1) + CDuration::minutes(10)))],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = &Ledger::open_existing(&ledger)
+        .unwrap()
+        .list(&Filter::default())
+        .unwrap()[0];
+    assert_eq!(row.wire["quantity"], q);
+    let bodies = fake.lines("body");
+    assert_eq!(bodies.len(), 1);
+    let text = bodies[0]["text"].as_str().unwrap();
+    assert!(
+        text.contains(&format!("\"quantity\":{q},")),
+        "the body carries the exact decimal as a JSON number: {text}"
+    );
+}

@@ -557,3 +557,80 @@ fn one_file_mixing_all_three_marketplaces_goes_to_each() {
     assert_eq!(az_accepted, 3);
     assert_eq!(gcp.ops().len(), 3);
 }
+
+#[test]
+fn decimal_values_go_out_as_the_exact_decimal_the_ledger_stores() {
+    let fake = GcpFake::start(&[]);
+    let dir = fake.dir.path();
+    let contracts = dir.join("exact-contracts.json");
+    std::fs::write(
+        &contracts,
+        json!([{"marketplace": "gcp", "product": SERVICE, "customer": "cust-x", "status": "active",
+            "starts_at": rfc(Utc::now() - CDuration::days(30)), "usage_reporting_id": "project_number:900",
+            "dimensions": [{"name": "requests"}, {"name": "cpu_hours", "type": "decimal"}]}])
+        .to_string(),
+    )
+    .unwrap();
+    // CSV keeps the decimal text exactly as written. 1e20 is a double exactly, but f64
+    // formatting would write it with an exponent; 9007199254740993 is no double (2^53 + 1),
+    // so the core rejects it for a decimal metric and it is never sent; as an int64 it goes
+    // out as the exact string.
+    let (s, e) = interval(1);
+    let (s2, e2) = interval(2);
+    let input = dir.join("exact.csv");
+    std::fs::write(
+        &input,
+        format!(
+            "marketplace,product,customer,dimension,quantity,start_time,end_time\n\
+             gcp,{SERVICE},cust-x,cpu_hours,100000000000000000000,{s},{e}\n\
+             gcp,{SERVICE},cust-x,cpu_hours,9007199254740993,{s2},{e2}\n\
+             gcp,{SERVICE},cust-x,requests,9007199254740993,{s},{e}\n",
+            s = rfc(s),
+            e = rfc(e),
+            s2 = rfc(s2),
+            e2 = rfc(e2)
+        ),
+    )
+    .unwrap();
+    let ledger = dir.join("exact.sqlite");
+    let out = fake
+        .metergate()
+        .arg("submit")
+        .arg(&input)
+        .arg("--contracts")
+        .arg(&contracts)
+        .arg("--ledger")
+        .arg(&ledger)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verdicts: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("verdict").is_some())
+        .collect();
+    assert_eq!(verdicts[0]["verdict"], "accepted");
+    assert_eq!(verdicts[1]["verdict"], "rejected");
+    assert_eq!(verdicts[1]["findings"][0]["code"], "invalid-quantity");
+    assert_eq!(verdicts[2]["verdict"], "accepted");
+    let bodies: Vec<String> = fake
+        .lines("body")
+        .iter()
+        .filter(|b| b["method"] == "report")
+        .map(|b| b["text"].as_str().unwrap().to_owned())
+        .collect();
+    let all = bodies.join("\n");
+    assert!(
+        all.contains(r#""doubleValue":100000000000000000000}"#),
+        "{all}"
+    );
+    assert!(all.contains(r#""int64Value":"9007199254740993""#), "{all}");
+    assert!(!all.contains("e+20") && !all.contains("e20"), "{all}");
+    assert_eq!(fake.ops().len(), 2);
+}

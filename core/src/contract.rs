@@ -106,6 +106,11 @@ pub struct Contract {
     /// Google entitlement usageReportingId (the Service Control consumerId).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage_reporting_id: Option<String>,
+    /// The marketplace's own id for this contract, used to match lifecycle events and
+    /// syncs: the AWS agreement id, the Google entitlement id (for Microsoft the SaaS
+    /// subscription id, which is `resource_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marketplace_id: Option<String>,
     /// The billable dimensions.
     #[serde(default)]
     pub dimensions: Vec<Dimension>,

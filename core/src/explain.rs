@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::finding::{Code, Severity};
 
-/// One rule of `MARKETPLACE_RULES.md`.
+/// One built-in rule (all of them are listed in `docs/RULES.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct RuleDoc {
     /// Rule id, e.g. `aws.lookback`.
@@ -36,7 +36,7 @@ use Code::*;
 
 /// Every built-in rule.
 pub const RULES: &[RuleDoc] = &[
-    RuleDoc { id: "all.form", codes: &[InvalidRecord, InvalidQuantity], value: "required fields present; RFC 3339 times with an offset; plain decimal quantities", source: "MARKETPLACE_RULES.md finding codes" },
+    RuleDoc { id: "all.form", codes: &[InvalidRecord, InvalidQuantity], value: "required fields present; RFC 3339 times with an offset; plain decimal quantities", source: "metergate's input format (README); A1, M4, G4 field types" },
     RuleDoc { id: "all.quantity", codes: &[InvalidQuantity], value: "no negative quantity", source: "A1, M4, G4" },
     RuleDoc { id: "all.unit", codes: &[InvalidQuantity], value: "a whole multiple of the dimension's unit", source: "seeds (Clazar: marketplaces bill in multiples of the per-unit cost)" },
     RuleDoc { id: "aws.lookback", codes: &[TimestampOutOfBounds], value: "Timestamp at most 6 hours before now (24 h with setting aws.lookback = \"24h\")", source: "seeds (Tackle); A1-A4" },
@@ -50,6 +50,9 @@ pub const RULES: &[RuleDoc] = &[
     RuleDoc { id: "aws.dedup", codes: &[DuplicateIgnored, DuplicateRequest], value: "one record per product + customer + dimension + hour; the first quantity is billed", source: "A1, A4; seeds (Tackle)" },
     RuleDoc { id: "aws.allocations", codes: &[InvalidUsageAllocations, InvalidTag], value: "1..2500 allocations summing to the quantity, unique tag sets, ≤ 5 tags", source: "A1, A6" },
     RuleDoc { id: "aws.month_end", codes: &[MonthEndCutoff, TimestampOutOfBounds], value: "previous month's usage until 06:00 UTC on day 1 (24 h profile); Clazar advises 00:00 UTC", source: "A1; seeds (Clazar)" },
+    RuleDoc { id: "aws.batch", codes: &[], value: "at most 25 records per BatchMeterUsage call, under 1 MB, one product per call; one record's modelled exception refuses the whole call (the submitter splits such a call to find the record)", source: "A1, A7" },
+    RuleDoc { id: "aws.rate", codes: &[], value: "10 BatchMeterUsage calls per second per account and region; only UnprocessedRecords, throttling and internal errors are retried", source: "A5, A1" },
+    RuleDoc { id: "aws.heartbeat", codes: &[], value: "quantity 0 for each hour without usage (metergate heartbeat)", source: "A4; seeds (Tackle)" },
     RuleDoc { id: "azure.lookback", codes: &[TimestampOutOfBounds], value: "effectiveStartTime (the record's hour) at most 24 hours before now", source: "M1, M3" },
     RuleDoc { id: "azure.future", codes: &[TimestampOutOfBounds], value: "no effectiveStartTime after now", source: "M5" },
     RuleDoc { id: "azure.quantity", codes: &[InvalidQuantity], value: "a decimal above zero", source: "M1, M4" },
@@ -58,6 +61,9 @@ pub const RULES: &[RuleDoc] = &[
     RuleDoc { id: "azure.post_cancel", codes: &[TimestampOutOfBounds], value: "after cancellation, usage dated before it, inside the 24-hour look-back", source: "M3; seeds (Tackle)" },
     RuleDoc { id: "azure.dimension", codes: &[InvalidUsageDimension, InvalidRecord], value: "a dimension of the purchased plan; planId is the plan bought", source: "M1" },
     RuleDoc { id: "azure.identity", codes: &[InvalidCustomerIdentifier], value: "resourceId (uuid) XOR resourceUri", source: "M4" },
+    RuleDoc { id: "azure.batch", codes: &[], value: "1..25 events per batchUsageEvent call", source: "M1, M4, M6" },
+    RuleDoc { id: "azure.errors", codes: &[], value: "Accepted; Duplicate (the original stands); Expired, ResourceNotFound, ResourceNotAuthorized, ResourceNotActive, InvalidDimension, InvalidQuantity, BadArgument are final; 5xx retried; 403: the token's app did not publish the offer", source: "M1, M3, M4, M9" },
+    RuleDoc { id: "azure.auth", codes: &[], value: "an Entra ID client-credentials token for the metering API's resource", source: "M4, M7" },
     RuleDoc { id: "gcp.interval", codes: &[TimestampOutOfBounds], value: "start_time strictly before end_time", source: "seeds (Tackle)" },
     RuleDoc { id: "gcp.future", codes: &[TimestampOutOfBounds], value: "end_time at most 5 minutes after now", source: "seeds (Tackle)" },
     RuleDoc { id: "gcp.lateness", codes: &[LateReport], value: "report within 1 hour of the usage's end", source: "G2" },
@@ -68,6 +74,9 @@ pub const RULES: &[RuleDoc] = &[
     RuleDoc { id: "gcp.overlap", codes: &[OverlappingInterval], value: "intervals for one consumer and metric should chain", source: "G1" },
     RuleDoc { id: "gcp.check", codes: &[CustomerNotEntitled], value: "an active entitlement (services.check passes)", source: "G1, G6" },
     RuleDoc { id: "gcp.month_end", codes: &[MonthEndCutoff], value: "report by 01:00 US Pacific on day 1 of the next month", source: "G2" },
+    RuleDoc { id: "gcp.request", codes: &[], value: "a report under 1 MB; a failed call is resent with the same operationIds; HTTP 200 with reportErrors is a partial failure", source: "G4, G5" },
+    RuleDoc { id: "all.hourly", codes: &[DuplicateRequest], value: "one record per customer + dimension + hour; aggregate finer usage first (metergate aggregate)", source: "A4, M2" },
+    RuleDoc { id: "all.final", codes: &[], value: "submissions are final: a wrong quantity is settled with the marketplace, never with a negative record", source: "seeds (Tackle)" },
     RuleDoc { id: "window", codes: &[WindowClosing], value: "valid now, but the deadline is within the warning margin (30m)", source: "derived from the look-back and post-cancel rules" },
     RuleDoc { id: "policy", codes: &[PolicyFailed], value: "a seller policy could not run for this record", source: "metergate sandbox" },
 ];

@@ -24,7 +24,7 @@ impl Severity {
     }
 }
 
-/// The stable finding codes of `MARKETPLACE_RULES.md`. Policy findings carry their own code
+/// The stable finding codes (listed in `docs/RULES.md`). Policy findings carry their own code
 /// as a string and are not listed here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Code {

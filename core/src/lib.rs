@@ -29,6 +29,7 @@ pub mod heartbeat;
 pub mod model;
 pub mod parse;
 pub mod policy;
+pub mod reference;
 pub mod report;
 pub mod rules;
 pub mod settings;

@@ -76,7 +76,7 @@ impl<'de> Deserialize<'de> for Span {
     }
 }
 
-/// Everything that tunes the verdict. The defaults follow `MARKETPLACE_RULES.md`.
+/// Everything that tunes the verdict. The defaults follow the rules reference, `docs/RULES.md`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {

@@ -56,6 +56,7 @@ fn contract() -> Contract {
         resource_id: None,
         resource_uri: None,
         usage_reporting_id: None,
+        marketplace_id: None,
         dimensions: vec![
             Dimension {
                 name: "api_calls".into(),

@@ -16,12 +16,17 @@ code around it that moto lacks (see /work/shared/peers/README.md):
   (HTTP 500 `InternalServiceErrorException` or a bare 503) and per-record
   `UnprocessedRecords`, at given rates, from a seeded random generator;
 * refuses unsigned requests (moto would route them to S3) and records each call's time and
-  size, so tests can check the 25-record and 10-calls-per-second limits.
+  size, so tests can check the 25-record and 10-calls-per-second limits;
+* emulates the exceptions that refuse a whole call (`--refuse CODE:FIELD=VALUE[,FIELD=VALUE]`):
+  a call holding any record whose fields match (`product`, `identity`, `dimension`,
+  `quantity`) is answered HTTP 400 with that exception, as AWS does for a stale dimension, a
+  bad customer or an out-of-bounds timestamp; moto sees none of its records.
 
 Usage:
     PYTHONPATH=.peers/moto python3 tests/peers/aws_harness.py --port 0 --log calls.jsonl \
         --subscribe prod-a:cust-1,cust-2 [--subscribe-file subs.json] \
-        [--throttle 0.2] [--server-error 0.1] [--unprocessed 0.05] [--seed 7]
+        [--throttle 0.2] [--server-error 0.1] [--unprocessed 0.05] [--seed 7] \
+        [--refuse InvalidUsageDimensionException:identity=cust-1,dimension=storage]
 
 It prints `PORT <n>` on stdout once it listens, then serves until killed.
 """
@@ -62,7 +67,30 @@ STATE = {
     "unprocessed": 0.0,
     # (product, identity, dimension, hour) -> (quantity, metering record id)
     "billed": {},
+    # [(exception name, {field: value})]: a call with a matching record is refused whole.
+    "refuse": [],
 }
+
+
+def record_fields(product, usage):
+    account = usage.get("CustomerAWSAccountId")
+    return {
+        "product": product,
+        "identity": account if account else usage.get("CustomerIdentifier", ""),
+        "dimension": usage.get("Dimension"),
+        "quantity": str(usage.get("Quantity")),
+    }
+
+
+def refusal(doc):
+    """The exception that refuses this call, with how many records caused it, or None."""
+    product = doc.get("ProductCode")
+    records = [record_fields(product, u) for u in doc.get("UsageRecords", [])]
+    for code, cond in STATE["refuse"]:
+        hits = [r for r in records if all(r.get(k) == v for k, v in cond.items())]
+        if hits:
+            return code, len(hits)
+    return None
 
 
 def log_line(obj):
@@ -190,6 +218,7 @@ class FaultInjector:
             call["product"] = doc.get("ProductCode")
             call["records"] = len(doc.get("UsageRecords", []))
         except ValueError:
+            doc = {}
             call["product"] = None
             call["records"] = None
         if not call["signed"]:
@@ -198,6 +227,15 @@ class FaultInjector:
             return error_response(
                 start_response, "400 Bad Request", "MissingAuthenticationTokenException",
                 "Missing Authentication Token",
+            )
+        refused = refusal(doc) if call["records"] is not None else None
+        if refused is not None:
+            call["fault"] = refused[0]
+            call["faulty_records"] = refused[1]
+            log_line(call)
+            return error_response(
+                start_response, "400 Bad Request", refused[0],
+                "injected: %d record(s) of this call are at fault" % refused[1],
             )
         if chance(STATE["throttle"]):
             call["fault"] = "throttle"
@@ -252,7 +290,15 @@ def main():
     ap.add_argument("--unprocessed", type=float, default=0.0,
                     help="chance a record comes back in UnprocessedRecords")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--refuse", action="append", default=[],
+                    help="CODE:FIELD=VALUE[,FIELD=VALUE]: refuse a whole call with exception "
+                         "CODE when one of its records matches (fields: product, identity, "
+                         "dimension, quantity)")
     args = ap.parse_args()
+    for r in args.refuse:
+        code, _, conds = r.partition(":")
+        cond = dict(c.split("=", 1) for c in conds.split(",") if c)
+        STATE["refuse"].append((code, cond))
 
     STATE["rng"] = random.Random(args.seed)
     STATE["throttle"] = args.throttle

@@ -10,14 +10,16 @@ cannot, following Microsoft's documented semantics (metering service API, meteri
   20e940b3-...), form-encoded; a wrong secret answers 401 invalid_client.
 - POST /batchUsageEvent or /api/batchUsageEvent?api-version=2018-08-31 with a bearer token
   it issued (401 otherwise): 1..25 events (400 otherwise); per event: Accepted, Duplicate
-  (one event per resource, plan, dimension and hour; the answer names the accepted one in
+  (one event per resource, dimension and hour, whatever the plan; the answer item echoes the
+  accepted event, with its planId and quantity, and names it in
   error.additionalInfo.acceptedMessage), Expired (effectiveStartTime more than 24 hours
   ago), ResourceNotFound, ResourceNotActive, InvalidQuantity, BadArgument.
 - --forbid answers every metering call 403 (the token's app did not publish the offer).
 - Fault injection: --fail-rate answers 503 before anything lands; --fail-after-rate lets the
   events land and then answers 500 (the caller cannot know which landed).
 
-Every event processed is logged as one JSON line to --log: {"type":"event", "status", ...}.
+Every event processed is logged as one JSON line to --log: {"type":"event", "status", ...};
+every metering request body, as received, as {"type":"body", "text": ...}.
 Prints "PORT <n>" on stdout once listening on 127.0.0.1.
 """
 
@@ -67,7 +69,7 @@ class State:
         self.lock = threading.Lock()
         self.rng = random.Random(args.seed)
         self.tokens = set()
-        self.events = {}  # (resource, plan, dimension, hour) -> accepted message
+        self.events = {}  # (resource, dimension, hour) -> accepted message
         self.resources = None
         if args.resources:
             with open(args.resources) as f:
@@ -140,6 +142,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(401, {"code": "Unauthorized", "message": "no valid bearer token"})
         if st.args.forbid:
             return self.reply(403, {"code": "Forbidden", "message": "The authentication token is not from the publisher of the offer."})
+        with st.lock:
+            st.log({"type": "body", "text": raw.decode("utf-8", "replace")})
         try:
             doc = json.loads(raw)
             events = doc["request"]
@@ -207,10 +211,13 @@ class Handler(BaseHTTPRequestHandler):
         if res in st.inactive:
             return out("ResourceNotActive", error={"code": "BadArgument", "message": "the resource is not active"})
         hour = t.replace(minute=0, second=0, microsecond=0)
-        key = (res, ev["planId"], ev["dimension"], hour.isoformat())
+        key = (res, ev["dimension"], hour.isoformat())
         prev = st.events.get(key)
         if prev is not None:
-            return out("Duplicate", error={
+            # The item echoes the original event (its id, plan and quantity).
+            return out("Duplicate", usageEventId=prev["usageEventId"],
+                       planId=prev["planId"], quantity=prev["quantity"],
+                       effectiveStartTime=prev["effectiveStartTime"], error={
                 "code": "Conflict",
                 "message": "This usage event already exist.",
                 "additionalInfo": {"acceptedMessage": prev},

@@ -14,6 +14,8 @@ Marketplace's "configure usage reports" guide):
   the others did. --report-error-rate names random operations with UNAVAILABLE (code 14).
 - A non-2xx answer means it is unknown which operations landed: --fail-rate answers 503
   before anything lands, --fail-after-rate lets the operations land and then answers 500.
+- Every request body is logged as received ({"type": "body", "method", "text"}), so tests
+  see the exact JSON text of each number on the wire.
 - Operations are deduplicated by operationId: a repeat is answered as a success and does
   not land twice.
 - Two metric values with the same metric name and labels in one operation reject the
@@ -170,6 +172,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.headers.get("Authorization") != "Bearer " + st.args.token:
             return self.reply(401, gerror(401, "UNAUTHENTICATED", "Request had invalid authentication credentials."))
         service, method = m.group(1), m.group(2)
+        with st.lock:
+            st.log({"type": "body", "method": method, "text": raw.decode("utf-8", "replace")})
         if len(raw) > MAX_BYTES:
             with st.lock:
                 st.log({"type": "call", "method": method, "http": 400, "bytes": len(raw)})

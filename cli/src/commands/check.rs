@@ -90,8 +90,8 @@ pub fn run(args: &CheckArgs) -> Result<u8, CliError> {
         }
     }
     let setup = args.setup.load()?;
-    if args.setup.contracts.is_none() {
-        eprintln!("metergate: note: no --contracts given, so no customer is entitled");
+    if args.setup.contracts.is_none() && setup.validator.contracts().all().is_empty() {
+        eprintln!("metergate: note: no --contracts given and no contracts in the ledger's contract store, so no customer is entitled");
     }
     let stdout = io::stdout();
     let stdout_tty = stdout.is_terminal();

@@ -25,8 +25,8 @@ use crate::output::OutputFormat;
 /// `deadlines` flags.
 #[derive(Clone, Debug, clap::Args)]
 pub struct DeadlinesArgs {
-    /// Contracts: a JSON array.
-    #[arg(long, value_name = "FILE", required = true)]
+    /// Contracts: a JSON array. Default: the ledger's contract store (`metergate contracts`).
+    #[arg(long, value_name = "FILE")]
     pub contracts: Option<PathBuf>,
     /// The ledger (default: $METERGATE_LEDGER, else ./metergate-ledger.sqlite). When the
     /// file does not exist only contracts are listed.
@@ -69,6 +69,7 @@ fn left(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
 pub fn run(args: &DeadlinesArgs) -> Result<u8, CliError> {
     let setup = load_setup(
         args.contracts.as_ref(),
+        args.ledger.as_deref(),
         args.config.as_ref(),
         &[],
         args.now.as_deref(),

@@ -25,8 +25,8 @@ use crate::submit;
 /// `heartbeat` flags.
 #[derive(Clone, Debug, clap::Args)]
 pub struct HeartbeatArgs {
-    /// Contracts: a JSON array.
-    #[arg(long, value_name = "FILE", required = true)]
+    /// Contracts: a JSON array. Default: the ledger's contract store (`metergate contracts`).
+    #[arg(long, value_name = "FILE")]
     pub contracts: Option<PathBuf>,
     /// The hour to fill, RFC 3339 (any time inside it). Default: the last complete hour.
     #[arg(long, value_name = "RFC3339")]
@@ -55,6 +55,7 @@ pub struct HeartbeatArgs {
 pub fn run(args: &HeartbeatArgs) -> Result<u8, CliError> {
     let mut setup = load_setup(
         args.contracts.as_ref(),
+        args.ledger.as_deref(),
         args.config.as_ref(),
         &[],
         args.now.as_deref(),

@@ -2,6 +2,7 @@
 
 pub mod aggregate;
 pub mod check;
+pub mod contracts;
 pub mod deadlines;
 pub mod explain;
 pub mod heartbeat;

@@ -19,7 +19,8 @@ pub struct ResumeArgs {
     /// The ledger (default: $METERGATE_LEDGER, else ./metergate-ledger.sqlite).
     #[arg(long, value_name = "PATH")]
     pub ledger: Option<PathBuf>,
-    /// Contracts, for post-cancellation deadlines (without it only the look-back counts).
+    /// Contracts, for post-cancellation deadlines (default: the ledger's contract store;
+    /// without either only the look-back counts).
     #[arg(long, value_name = "FILE")]
     pub contracts: Option<PathBuf>,
     /// Settings (TOML; .json also accepted), e.g. the AWS look-back profile.
@@ -40,6 +41,7 @@ pub struct ResumeArgs {
 pub fn run(args: &ResumeArgs) -> Result<u8, CliError> {
     let setup = load_setup(
         args.contracts.as_ref(),
+        args.ledger.as_deref(),
         args.config.as_ref(),
         &[],
         args.now.as_deref(),

@@ -16,7 +16,7 @@
 //! the command could not run (bad input, no credentials, ...).
 
 use std::io::{self, BufWriter, IsTerminal};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use metergate_core::batch::plan_batches;
@@ -104,8 +104,9 @@ pub struct SubmitArgs {
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub input_format: Option<InputFormat>,
     /// Contracts: a JSON array (see examples/contracts.json). Identities on the wire come
-    /// from here (customer_identifier, or aws_account_id + license_arn).
-    #[arg(long, value_name = "FILE", required = true)]
+    /// from here (customer_identifier, or aws_account_id + license_arn). Default: the
+    /// ledger's contract store (`metergate contracts`).
+    #[arg(long, value_name = "FILE")]
     pub contracts: Option<PathBuf>,
     /// A seller policy in rhai; repeat for more.
     #[arg(long = "policy", value_name = "FILE")]
@@ -178,10 +179,11 @@ pub fn send_unfinished(
 /// Prints a run's counts on stderr.
 pub fn report_run(stats: &RunStats, ledger: &Ledger) {
     eprintln!(
-        "metergate: sent {} rows in {} calls ({} retried, {} records unprocessed and re-sent): {} accepted, {} rejected, {} duplicate, {} failed (ledger {})",
+        "metergate: sent {} rows in {} calls ({} retried, {} split to find refused records, {} records unprocessed and re-sent): {} accepted, {} rejected, {} duplicate, {} failed (ledger {})",
         stats.rows,
         stats.calls,
         stats.retried_calls,
+        stats.split_calls,
         stats.unprocessed,
         stats.accepted,
         stats.rejected,
@@ -191,18 +193,17 @@ pub fn report_run(stats: &RunStats, ledger: &Ledger) {
     );
 }
 
-/// Loads the contracts, settings and policies of a sending command.
+/// Loads the contracts (`--contracts`, else the contract store of the ledger; see
+/// [`crate::contracts::load`]), settings and policies of a sending command.
 pub fn load_setup(
     contracts: Option<&PathBuf>,
+    ledger: Option<&Path>,
     config_file: Option<&PathBuf>,
     policies: &[PathBuf],
     now: Option<&str>,
 ) -> Result<Setup, CliError> {
     let now = config::parse_now(now)?;
-    let contracts = match contracts {
-        Some(p) => config::load_contracts(p)?,
-        None => ContractSet::default(),
-    };
+    let (contracts, _) = crate::contracts::load(contracts.map(PathBuf::as_path), ledger)?;
     let settings = match config_file {
         Some(p) => config::load_settings(p)?,
         None => Settings::default(),
@@ -234,6 +235,7 @@ pub fn run(args: &SubmitArgs) -> Result<u8, CliError> {
     }
     let mut setup = load_setup(
         args.contracts.as_ref(),
+        args.ledger.as_deref(),
         args.config.as_ref(),
         &args.policies,
         args.now.as_deref(),

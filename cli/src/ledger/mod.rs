@@ -42,8 +42,10 @@ pub const LEDGER_ENV: &str = "METERGATE_LEDGER";
 /// The ledger file used when neither `--ledger` nor `$METERGATE_LEDGER` is given.
 pub const DEFAULT_LEDGER: &str = "metergate-ledger.sqlite";
 
-/// Schema migrations, in order; version `n` is `MIGRATIONS[n - 1]`.
-const MIGRATIONS: &[&str] = &[r#"
+/// Schema migrations, in order; version `n` is `MIGRATIONS[n - 1]`. Version 2 adds the
+/// contract store (`contracts`, `contract_history`; see [`crate::contracts::store`]).
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE records (
     id                    INTEGER PRIMARY KEY,
     idem_key              TEXT NOT NULL UNIQUE,
@@ -79,7 +81,38 @@ CREATE TABLE transitions (
     note        TEXT
 );
 CREATE INDEX transitions_record ON transitions(record);
-"#];
+"#,
+    r#"
+CREATE TABLE contracts (
+    marketplace    TEXT NOT NULL,
+    product        TEXT NOT NULL,
+    customer       TEXT NOT NULL,
+    marketplace_id TEXT,
+    status         TEXT NOT NULL,
+    contract       TEXT NOT NULL,
+    state_at       TEXT,
+    updated_at     TEXT NOT NULL,
+    PRIMARY KEY (marketplace, product, customer)
+);
+CREATE INDEX contracts_marketplace_id ON contracts(marketplace, marketplace_id);
+CREATE TABLE contract_history (
+    id          INTEGER PRIMARY KEY,
+    at          TEXT NOT NULL,
+    cause       TEXT NOT NULL CHECK (cause IN ('sync', 'import', 'event')),
+    marketplace TEXT NOT NULL,
+    product     TEXT NOT NULL,
+    customer    TEXT NOT NULL,
+    previous    TEXT,
+    new         TEXT,
+    applied     INTEGER NOT NULL,
+    event_key   TEXT,
+    event_time  TEXT,
+    detail      TEXT
+);
+CREATE INDEX contract_history_customer ON contract_history(customer);
+CREATE INDEX contract_history_event ON contract_history(event_key);
+"#,
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -423,6 +456,12 @@ impl Ledger {
     /// The path as given.
     pub fn path(&self) -> &str {
         &self.path
+    }
+
+    /// The SQLite connection, for the contract store that shares the file
+    /// ([`crate::contracts::store`]).
+    pub(crate) fn connection(&mut self) -> &mut Connection {
+        &mut self.conn
     }
 
     fn err(&self) -> impl Fn(rusqlite::Error) -> LedgerError + '_ {

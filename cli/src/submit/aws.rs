@@ -21,6 +21,18 @@
 //! `CustomerIdentifier` form are unaffected (their identifier is never empty: the core
 //! rejects an empty customer).
 //!
+//! # Whole-call exceptions
+//!
+//! `BatchMeterUsage` refuses the whole call when one record is at fault
+//! (`TimestampOutOfBoundsException`, `InvalidUsageDimensionException`,
+//! `InvalidLicenseException`, `InvalidTagException`, `InvalidUsageAllocationsException`,
+//! `InvalidCustomerIdentifierException`: [`RECORD_EXCEPTIONS`]), without naming the record.
+//! The core stops such records before they are sent, but a contract file can be stale. Such
+//! an answer is [`CallError::RefusedForSome`]: [`super::send_rows`] splits the call in halves
+//! until the records at fault stand alone, rejects them with the exception's name, and sends
+//! the others with their stored wire values. `InvalidProductCodeException` and
+//! `DisabledApiException` concern the call itself: every record in it is rejected, unsplit.
+//!
 //! Which identity a record gets comes from its contract: `customer_identifier` when set,
 //! else `aws_account_id` + `license_arn`, else the record's `customer` key itself as the
 //! `CustomerIdentifier`.
@@ -42,7 +54,7 @@ use aws_sdk_marketplacemetering::types::{
 use aws_sdk_marketplacemetering::Client;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_types::body::SdkBody;
-use metergate_core::rules::aws::MAX_CALLS_PER_SECOND;
+use metergate_core::rules::aws::{MAX_CALLS_PER_SECOND, RECORD_EXCEPTIONS};
 use metergate_core::time::{format_rfc3339, parse_rfc3339};
 use metergate_core::{Contract, Marketplace, UsageRecord};
 use rust_decimal::prelude::ToPrimitive;
@@ -294,10 +306,21 @@ fn classify(
                 || status == 429;
             let server = matches!(err, BatchMeterUsageError::InternalServiceErrorException(_))
                 || status >= 500;
+            let per_record = matches!(
+                err,
+                BatchMeterUsageError::TimestampOutOfBoundsException(_)
+                    | BatchMeterUsageError::InvalidUsageDimensionException(_)
+                    | BatchMeterUsageError::InvalidLicenseException(_)
+                    | BatchMeterUsageError::InvalidTagException(_)
+                    | BatchMeterUsageError::InvalidUsageAllocationsException(_)
+                    | BatchMeterUsageError::InvalidCustomerIdentifierException(_)
+            ) || RECORD_EXCEPTIONS.contains(&code.as_str());
             if throttled || server {
                 CallError::Retryable { answer, reason }
             } else if status == 401 || status == 403 || AUTH_CODES.contains(&code.as_str()) {
                 CallError::Fatal(format!("AWS refused the credentials: {answer}: {reason}"))
+            } else if per_record {
+                CallError::RefusedForSome { answer, reason }
             } else {
                 CallError::Refused { answer, reason }
             }

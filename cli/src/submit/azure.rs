@@ -17,17 +17,23 @@
 //! Each ledger row keeps one usage event exactly as sent ([`AzureWire`]): `resourceId` (a
 //! SaaS subscription id) or `resourceUri` (a managed application) from the contract, else the
 //! record's customer key as the `resourceId`; `planId` from the record, else the contract;
-//! `dimension`; `quantity`; and `effectiveStartTime` truncated to the hour. Microsoft keeps
-//! one event per resource, plan, dimension and hour, so a re-send after a crash is the very
-//! same event, and Microsoft answers it `Duplicate` naming the event it already has.
+//! `dimension`; `quantity` (exact decimal text, written verbatim as the JSON number: see
+//! [`super::exact`]); and `effectiveStartTime` truncated to the hour. Microsoft keeps one
+//! event per resource, dimension and hour, so a re-send after a crash is the very same event,
+//! and Microsoft answers it `Duplicate` naming the event it already has.
 //!
 //! # Answers
 //!
 //! | item status | ledger |
 //! |---|---|
 //! | `Accepted` | `accepted`, with Microsoft's `usageEventId` |
-//! | `Duplicate` with the same quantity | `accepted` (an earlier call of ours landed), with the original `usageEventId` |
-//! | `Duplicate` with another quantity | `duplicate`: the original stands; its id and quantity are kept |
+//! | `Duplicate` with the same quantity and plan | `accepted` (an earlier call of ours landed), with the original `usageEventId` |
+//! | `Duplicate` with another quantity or plan | `duplicate`: the original stands; its id, quantity (and plan) are kept |
+//!
+//! Answer items are matched to the events sent by resource, dimension, plan and hour, else by
+//! resource, dimension and hour alone: Microsoft keeps one event per resource, dimension and
+//! hour, and a `Duplicate` echoes the original event, which carries the old `planId` after a
+//! plan change within the hour.
 //! | `Expired`, `ResourceNotFound`, `ResourceNotAuthorized`, `ResourceNotActive`, `InvalidDimension`, `InvalidQuantity`, `BadArgument` | `rejected` (final) |
 //! | `Error`, an unknown status, or no item for the event | sent again |
 //!
@@ -43,8 +49,10 @@ use metergate_core::time::{format_rfc3339, hour_floor, parse_rfc3339};
 use metergate_core::{Contract, Marketplace, UsageRecord};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::value::RawValue;
+use serde_json::Value;
 
+use super::exact::json_number;
 use super::token::{self, EntraCredentials, EntraTokenClient, Secret};
 use super::{CallError, MarketplaceSender, RecordResult};
 use crate::ledger::{LedgerRow, Outcome, Status};
@@ -86,26 +94,40 @@ impl AzureWire {
             .to_ascii_lowercase()
     }
 
-    /// The event as Microsoft's `UsageEvent` JSON.
-    pub fn event(&self) -> Result<Value, String> {
-        let q = serde_json::Number::from_str(&self.quantity)
-            .map_err(|e| format!("quantity {:?} is not a number: {e}", self.quantity))?;
-        let mut ev = serde_json::Map::new();
-        if let Some(id) = &self.resource_id {
-            ev.insert("resourceId".into(), Value::String(id.clone()));
-        }
-        if let Some(uri) = &self.resource_uri {
-            ev.insert("resourceUri".into(), Value::String(uri.clone()));
-        }
-        ev.insert("quantity".into(), Value::Number(q));
-        ev.insert("dimension".into(), Value::String(self.dimension.clone()));
-        ev.insert(
-            "effectiveStartTime".into(),
-            Value::String(self.effective_start_time.clone()),
-        );
-        ev.insert("planId".into(), Value::String(self.plan_id.clone()));
-        Ok(Value::Object(ev))
+    /// The event as Microsoft's `UsageEvent` JSON, with `quantity` exactly as stored (see
+    /// [`super::exact`]).
+    pub fn event(&self) -> Result<Box<RawValue>, String> {
+        let quantity = json_number(&self.quantity)?;
+        let ev = UsageEvent {
+            resource_id: self.resource_id.as_deref(),
+            resource_uri: self.resource_uri.as_deref(),
+            quantity: &quantity,
+            dimension: &self.dimension,
+            effective_start_time: &self.effective_start_time,
+            plan_id: &self.plan_id,
+        };
+        serde_json::value::to_raw_value(&ev).map_err(|e| format!("cannot write the event: {e}"))
     }
+}
+
+/// Microsoft's `UsageEvent`, as written on the wire.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UsageEvent<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource_uri: Option<&'a str>,
+    quantity: &'a RawValue,
+    dimension: &'a str,
+    effective_start_time: &'a str,
+    plan_id: &'a str,
+}
+
+/// Microsoft's `BatchUsageEvent`: `{"request": [UsageEvent, ...]}`.
+#[derive(Serialize)]
+struct BatchUsageEvent<'a> {
+    request: &'a [Box<RawValue>],
 }
 
 /// The wire values of an accepted Azure record, given its contract.
@@ -257,9 +279,16 @@ pub fn item_result(item: &Value, wire: &AzureWire) -> RecordResult {
             let original = &item["error"]["additionalInfo"]["acceptedMessage"];
             let orig_id = original["usageEventId"].as_str().map(str::to_owned).or(id);
             let orig_q = json_decimal(&original["quantity"]);
+            let orig_plan = original["planId"]
+                .as_str()
+                .or(item["planId"].as_str())
+                .filter(|p| !p.is_empty());
             let ours = Decimal::from_str(&wire.quantity).ok();
-            let same = matches!((orig_q, ours), (Some(a), Some(b)) if a == b);
-            if same {
+            let same_quantity = matches!((orig_q, ours), (Some(a), Some(b)) if a == b);
+            // Another plan is another event (a plan change within the hour), even with the
+            // same quantity: this one was not billed.
+            let same_plan = orig_plan.is_none_or(|p| p == wire.plan_id);
+            if same_quantity && same_plan {
                 RecordResult::Done(Outcome {
                     status: Status::Accepted,
                     answer: Some("Duplicate".into()),
@@ -271,13 +300,18 @@ pub fn item_result(item: &Value, wire: &AzureWire) -> RecordResult {
                 })
             } else {
                 let q = orig_q.map_or_else(|| "unknown".to_owned(), |q| q.normalize().to_string());
+                let plan = match orig_plan {
+                    Some(p) if p != wire.plan_id => format!(" under plan {p}"),
+                    _ => String::new(),
+                };
                 RecordResult::Done(Outcome {
                     status: Status::Duplicate,
                     answer: Some("Duplicate".into()),
                     reason: Some(format!(
-                        "Microsoft already has usage event {} for this resource, plan, dimension and hour with quantity {q}; that one stands and is billed, this quantity ({}) is not",
+                        "Microsoft already has usage event {} for this resource, dimension and hour with quantity {q}{plan}; that one stands and is billed, this event (quantity {}, plan {}) is not",
                         orig_id.as_deref().unwrap_or("unknown"),
-                        wire.quantity
+                        wire.quantity,
+                        wire.plan_id
                     )),
                     marketplace_record_id: orig_id,
                 })
@@ -315,14 +349,17 @@ pub fn match_answer(
     let items = answer["result"].as_array().cloned().unwrap_or_default();
     for item in &items {
         let Some(k) = answer_key(item) else { continue };
-        // Some answers leave out planId: then any plan of the same resource/dimension/hour.
+        // The exact event first. Else the same resource, dimension and hour under any plan:
+        // Microsoft keeps one event per resource, dimension and hour, and a `Duplicate`
+        // echoes the original event, whose planId differs after a mid-hour plan change
+        // (and some answers leave planId out).
         let pos = match by_key.get_mut(&k).and_then(VecDeque::pop_front) {
             Some(p) => Some(p),
-            None if k.2.is_empty() => by_key
+            None => by_key
                 .iter_mut()
-                .find(|(kk, v)| kk.0 == k.0 && kk.1 == k.1 && kk.3 == k.3 && !v.is_empty())
+                .filter(|(kk, v)| kk.0 == k.0 && kk.1 == k.1 && kk.3 == k.3 && !v.is_empty())
+                .min_by_key(|(_, v)| v.front().copied())
                 .and_then(|(_, v)| v.pop_front()),
-            None => None,
         };
         let Some(pos) = pos else { continue };
         if let Some((row, w)) = sent.get(pos) {
@@ -476,8 +513,10 @@ impl MarketplaceSender for AzureSender {
             .chunks(MAX_BATCH_EVENTS)
             .zip(sent.chunks(MAX_BATCH_EVENTS))
         {
-            let body = serde_json::to_vec(&json!({ "request": chunk_events }))
-                .map_err(|e| CallError::Fatal(format!("cannot write the request: {e}")))?;
+            let body = serde_json::to_vec(&BatchUsageEvent {
+                request: chunk_events,
+            })
+            .map_err(|e| CallError::Fatal(format!("cannot write the request: {e}")))?;
             let (status, text) = self.rt.block_on(post(
                 &self.http,
                 &mut self.tokens,
@@ -511,6 +550,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
     use chrono::TimeZone;
+    use serde_json::json;
 
     fn rec(customer: &str, q: &str) -> UsageRecord {
         UsageRecord {
@@ -539,8 +579,9 @@ mod tests {
         assert_eq!(w.effective_start_time, "2026-03-01T10:00:00Z");
         assert_eq!(w.quantity, "12.5");
         assert_eq!(w.resource_id.as_deref(), Some(SUB));
-        let ev = w.event().unwrap();
-        assert_eq!(ev["quantity"].to_string(), "12.5");
+        let raw = w.event().unwrap();
+        assert!(raw.get().contains(r#""quantity":12.5,"#), "{raw}");
+        let ev: Value = serde_json::from_str(raw.get()).unwrap();
         assert_eq!(ev["planId"], "gold");
         assert!(ev.get("resourceUri").is_none());
     }
@@ -588,6 +629,48 @@ mod tests {
             item_result(&json!({"status": "Error"}), &w),
             RecordResult::Retry { .. }
         ));
+    }
+
+    #[test]
+    fn a_duplicate_under_the_old_plan_matches_by_resource_dimension_and_hour() {
+        let mut r = rec(SUB, "7");
+        r.plan = Some("platinum".into());
+        let w: AzureWire = serde_json::from_value(wire_values(&r, None).unwrap()).unwrap();
+        let original = json!({"usageEventId": "11111111-2222-3333-4444-555555555555",
+            "status": "Accepted", "resourceId": SUB, "dimension": "api_calls", "planId": "gold",
+            "effectiveStartTime": "2026-03-01T10:00:00Z", "quantity": 5.0});
+        let mut item = original.clone();
+        item["status"] = json!("Duplicate");
+        item["error"] =
+            json!({"code": "Conflict", "additionalInfo": {"acceptedMessage": original}});
+        let mut results = vec![None];
+        match_answer(
+            &json!({"result": [item], "count": 1}),
+            &[(0, w.clone())],
+            &mut results,
+        );
+        match results[0].take() {
+            Some(RecordResult::Done(o)) => {
+                assert_eq!(o.status, Status::Duplicate);
+                assert_eq!(
+                    o.marketplace_record_id.as_deref(),
+                    Some("11111111-2222-3333-4444-555555555555")
+                );
+                let why = o.reason.unwrap();
+                assert!(why.contains("quantity 5 under plan gold"), "{why}");
+            }
+            r => panic!("{r:?}"),
+        }
+        // The same quantity under the old plan is still not this event.
+        let mut r5 = rec(SUB, "5");
+        r5.plan = Some("platinum".into());
+        let w5: AzureWire = serde_json::from_value(wire_values(&r5, None).unwrap()).unwrap();
+        let dup = json!({"status": "Duplicate", "resourceId": SUB, "dimension": "api_calls",
+            "planId": "gold", "effectiveStartTime": "2026-03-01T10:00:00Z",
+            "error": {"additionalInfo": {"acceptedMessage": {"usageEventId": "x", "planId": "gold", "quantity": 5}}}});
+        assert!(
+            matches!(item_result(&dup, &w5), RecordResult::Done(o) if o.status == Status::Duplicate)
+        );
     }
 
     #[test]

@@ -31,7 +31,10 @@
 //!
 //! `consumerId` is the contract's `usage_reporting_id`, else the customer key.
 //! `int64Value` (a string, as proto3 JSON writes int64) or `doubleValue` follows the
-//! contract dimension's `type` (default `int`).
+//! contract dimension's `type` (default `int`). A `doubleValue` is the ledger's exact decimal
+//! text, written verbatim as a JSON number ([`super::exact`]); Service Control stores it as a
+//! double, and the core rejects a decimal quantity that a double cannot hold exactly as
+//! written (rule `gcp.metric`), so what Google bills is what the ledger says.
 //!
 //! The `operationId` is a UUIDv5 in the fixed namespace [`OPERATION_NAMESPACE`]
 //! (`655eaf78-81ba-59c6-985e-a861cd32fa39`, itself UUIDv5(URL namespace,
@@ -68,9 +71,11 @@ use metergate_core::time::format_rfc3339;
 use metergate_core::{Contract, Marketplace, MetricType, UsageRecord};
 use rust_decimal::prelude::ToPrimitive;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::value::RawValue;
+use serde_json::Value;
 use uuid::Uuid;
 
+use super::exact::json_number;
 use super::token::{self, Secret};
 use super::{CallError, MarketplaceSender, RecordResult};
 use crate::ledger::{LedgerRow, Outcome, Status};
@@ -116,36 +121,78 @@ pub struct GcpWire {
 }
 
 impl GcpWire {
-    /// The operation as Service Control JSON.
-    pub fn operation(&self) -> Result<Value, String> {
-        let mut mv = serde_json::Map::new();
-        mv.insert("startTime".into(), Value::String(self.start_time.clone()));
-        mv.insert("endTime".into(), Value::String(self.end_time.clone()));
-        match self.value_type.as_str() {
+    /// The operation as Service Control JSON, with a `doubleValue` written exactly as stored
+    /// (see [`super::exact`]); `int64Value` is a JSON string, as proto3 JSON writes int64.
+    pub fn operation(&self) -> Result<Box<RawValue>, String> {
+        let (int64_value, double_value) = match self.value_type.as_str() {
             "int64" => {
                 let v = i64::from_str(&self.value)
                     .map_err(|e| format!("int64 value {:?}: {e}", self.value))?;
-                mv.insert("int64Value".into(), Value::String(v.to_string()));
+                (Some(v.to_string()), None)
             }
-            "double" => {
-                let n = serde_json::Number::from_str(&self.value)
-                    .map_err(|e| format!("double value {:?}: {e}", self.value))?;
-                mv.insert("doubleValue".into(), Value::Number(n));
-            }
+            "double" => (None, Some(json_number(&self.value)?)),
             t => return Err(format!("unknown value type {t:?}")),
-        }
-        Ok(json!({
-            "operationId": self.operation_id,
-            "operationName": format!("{}/report", self.service),
-            "consumerId": self.consumer_id,
-            "startTime": self.start_time,
-            "endTime": self.end_time,
-            "metricValueSets": [{
-                "metricName": self.metric,
-                "metricValues": [Value::Object(mv)],
+        };
+        let op = Operation {
+            operation_id: &self.operation_id,
+            operation_name: format!("{}/report", self.service),
+            consumer_id: &self.consumer_id,
+            start_time: &self.start_time,
+            end_time: &self.end_time,
+            metric_value_sets: [MetricValueSet {
+                metric_name: &self.metric,
+                metric_values: [MetricValue {
+                    start_time: &self.start_time,
+                    end_time: &self.end_time,
+                    int64_value,
+                    double_value: double_value.as_deref(),
+                }],
             }],
-        }))
+        };
+        serde_json::value::to_raw_value(&op).map_err(|e| format!("cannot write the operation: {e}"))
     }
+}
+
+/// Service Control's `Operation`, as written on the wire (labels: none).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Operation<'a> {
+    operation_id: &'a str,
+    operation_name: String,
+    consumer_id: &'a str,
+    start_time: &'a str,
+    end_time: &'a str,
+    metric_value_sets: [MetricValueSet<'a>; 1],
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MetricValueSet<'a> {
+    metric_name: &'a str,
+    metric_values: [MetricValue<'a>; 1],
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MetricValue<'a> {
+    start_time: &'a str,
+    end_time: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    int64_value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    double_value: Option<&'a RawValue>,
+}
+
+/// `services.check` request body.
+#[derive(Serialize)]
+struct CheckRequest<'a> {
+    operation: &'a RawValue,
+}
+
+/// `services.report` request body.
+#[derive(Serialize)]
+struct ReportRequest<'a> {
+    operations: Vec<&'a RawValue>,
 }
 
 /// The wire values of an accepted Google record, given its contract.
@@ -401,10 +448,12 @@ pub fn report_results(answer: &Value, ids: &[String]) -> Vec<RecordResult> {
 pub type ReportBody = (Vec<usize>, Vec<u8>);
 
 /// Splits operations into report bodies under [`MAX_REQUEST_BYTES`] (measured exactly).
-pub fn split_reports(ops: Vec<(usize, Value)>) -> Result<Vec<ReportBody>, String> {
+pub fn split_reports(ops: Vec<(usize, Box<RawValue>)>) -> Result<Vec<ReportBody>, String> {
     let rows: Vec<usize> = ops.iter().map(|(r, _)| *r).collect();
-    let values: Vec<Value> = ops.iter().map(|(_, v)| v.clone()).collect();
-    let body = serde_json::to_vec(&json!({ "operations": values })).map_err(|e| e.to_string())?;
+    let body = serde_json::to_vec(&ReportRequest {
+        operations: ops.iter().map(|(_, v)| v.as_ref()).collect(),
+    })
+    .map_err(|e| e.to_string())?;
     if body.len() < MAX_REQUEST_BYTES {
         return Ok(vec![(rows, body)]);
     }
@@ -525,7 +574,7 @@ impl MarketplaceSender for GcpSender {
     fn send(&mut self, product: &str, rows: &[LedgerRow]) -> Result<Vec<RecordResult>, CallError> {
         let mut results: Vec<Option<RecordResult>> = vec![None; rows.len()];
         // 1. Operations from the stored wire values.
-        let mut ops: Vec<(usize, GcpWire, Value)> = Vec::new();
+        let mut ops: Vec<(usize, GcpWire, Box<RawValue>)> = Vec::new();
         let mut seen: HashMap<String, usize> = HashMap::new();
         for (i, row) in rows.iter().enumerate() {
             let built = serde_json::from_value::<GcpWire>(row.wire.clone())
@@ -568,7 +617,7 @@ impl MarketplaceSender for GcpSender {
             let Some((_, _, op)) = ops.get(*k) else {
                 continue;
             };
-            let body = serde_json::to_vec(&json!({ "operation": op }))
+            let body = serde_json::to_vec(&CheckRequest { operation: op })
                 .map_err(|e| CallError::Fatal(format!("cannot write the request: {e}")))?;
             let (status, text) = self.call(&check_url, body)?;
             if (200..300).contains(&status) {
@@ -593,16 +642,16 @@ impl MarketplaceSender for GcpSender {
         }
         // 3. services.report of the rest, in bodies under 1 MB.
         let mut to_report = Vec::new();
+        let mut ids: HashMap<usize, String> = HashMap::new();
         for (i, w, op) in ops {
             match blocked.get(&w.consumer_id) {
                 Some(r) => results[i] = Some(r.clone()),
-                None => to_report.push((i, op)),
+                None => {
+                    ids.insert(i, w.operation_id);
+                    to_report.push((i, op));
+                }
             }
         }
-        let ids: HashMap<usize, String> = to_report
-            .iter()
-            .map(|(i, op)| (*i, op["operationId"].as_str().unwrap_or("").to_owned()))
-            .collect();
         let bodies = split_reports(to_report).map_err(|e| CallError::Refused {
             answer: "metergate".into(),
             reason: e,
@@ -655,6 +704,7 @@ mod tests {
     use chrono::TimeZone;
     use metergate_core::ContractSet;
     use rust_decimal::Decimal;
+    use serde_json::json;
 
     fn rec(dim: &str, q: &str) -> UsageRecord {
         UsageRecord {
@@ -702,7 +752,7 @@ mod tests {
         .unwrap();
         assert_eq!(a.operation_id, b.operation_id);
         assert_eq!(a.operation_id, "e0e8a33a-7d98-5264-8063-301fee0a1976");
-        let op = a.operation().unwrap();
+        let op: Value = serde_json::from_str(a.operation().unwrap().get()).unwrap();
         assert_eq!(
             op["metricValueSets"][0]["metricName"],
             "svc.example.com/requests"
@@ -729,7 +779,9 @@ mod tests {
             .unwrap();
         let w: GcpWire =
             serde_json::from_value(wire_values(&rec("gb", "2.25"), Some(c)).unwrap()).unwrap();
-        let op = w.operation().unwrap();
+        let raw = w.operation().unwrap();
+        assert!(raw.get().contains(r#""doubleValue":2.25}"#), "{raw}");
+        let op: Value = serde_json::from_str(raw.get()).unwrap();
         assert_eq!(op["consumerId"], "project_number:42");
         assert_eq!(
             op["metricValueSets"][0]["metricValues"][0]["doubleValue"].to_string(),
@@ -769,8 +821,14 @@ mod tests {
     #[test]
     fn big_reports_are_split_under_one_megabyte() {
         let pad = "x".repeat(300_000);
-        let ops: Vec<(usize, Value)> = (0..7)
-            .map(|i| (i, json!({"operationId": i, "pad": pad})))
+        let ops: Vec<(usize, Box<RawValue>)> = (0..7)
+            .map(|i| {
+                (
+                    i,
+                    serde_json::value::to_raw_value(&json!({"operationId": i, "pad": pad}))
+                        .unwrap(),
+                )
+            })
             .collect();
         let parts = split_reports(ops).unwrap();
         assert!(parts.len() >= 3);

@@ -8,6 +8,7 @@
 
 pub mod aws;
 pub mod azure;
+pub mod exact;
 pub mod gcp;
 pub mod retry;
 pub mod token;
@@ -47,6 +48,16 @@ pub enum CallError {
     /// The marketplace refused the call as a whole (a 4xx such as `InvalidProductCodeException`
     /// or `TimestampOutOfBoundsException`). Every record in it is rejected; nothing is retried.
     Refused {
+        /// The error code.
+        answer: String,
+        /// Details.
+        reason: String,
+    },
+    /// The marketplace refused the call as a whole because of one or more of its records
+    /// (AWS `InvalidUsageDimensionException`, `TimestampOutOfBoundsException`, ...), without
+    /// saying which. Nothing in the call was recorded. [`send_rows`] splits the call to find
+    /// the records at fault; a call of one record is rejected with this answer.
+    RefusedForSome {
         /// The error code.
         answer: String,
         /// Details.
@@ -186,6 +197,8 @@ pub struct RunStats {
     pub retried_calls: u64,
     /// Records re-sent because the marketplace left them unprocessed.
     pub unprocessed: u64,
+    /// Calls refused because of some of their records, and split in two to find them.
+    pub split_calls: u64,
     /// Rows that ended accepted.
     pub accepted: u64,
     /// Rows that ended rejected.
@@ -203,6 +216,7 @@ impl RunStats {
         self.calls += o.calls;
         self.retried_calls += o.retried_calls;
         self.unprocessed += o.unprocessed;
+        self.split_calls += o.split_calls;
         self.accepted += o.accepted;
         self.rejected += o.rejected;
         self.duplicate += o.duplicate;
@@ -223,6 +237,13 @@ impl RunStats {
 /// Sends rows: plans the calls with the core's batch planner (one product per call, at most
 /// 25 records on AWS), keeps under the marketplace's call rate, and records every transition.
 /// `log` receives one line per call for `--verbose`.
+///
+/// A call refused because of some of its records ([`CallError::RefusedForSome`]) is split in
+/// two halves, each sent as its own call (and split again while it is refused), until the
+/// records at fault stand alone: those are `rejected` with the marketplace's answer, the
+/// others go through. Every record keeps its stored wire values, so a half re-sends exactly
+/// what the refused call held; a refused call recorded nothing. With `f` faulty records in a
+/// call of `n`, this takes at most `1 + 2·f·⌈log2 n⌉` calls, and never more than `2n − 1`.
 pub fn send_rows<S: MarketplaceSender + ?Sized>(
     ledger: &mut Ledger,
     sender: &mut S,
@@ -241,116 +262,188 @@ pub fn send_rows<S: MarketplaceSender + ?Sized>(
     let batches = plan_batches(&recs);
     let mut slots: Vec<Option<LedgerRow>> = rows.into_iter().map(Some).collect();
     for batch in batches {
-        let mut todo: Vec<LedgerRow> = batch
+        let first: Vec<LedgerRow> = batch
             .records
             .iter()
             .filter_map(|i| slots.get_mut(*i).and_then(Option::take))
             .collect();
-        let mut attempt = 0u32;
-        let mut last = (String::new(), String::new());
-        while !todo.is_empty() {
-            attempt += 1;
-            let ids: Vec<i64> = todo.iter().map(|r| r.id).collect();
-            ledger.claim(&ids)?;
-            limiter.acquire();
-            stats.calls += 1;
-            let started = std::time::Instant::now();
-            let answer = sender.send(&batch.product, &todo);
-            let ms = started.elapsed().as_millis();
-            match answer {
-                Ok(results) => {
-                    let mut finals = Vec::new();
-                    let mut again = Vec::new();
-                    for (row, res) in todo.into_iter().zip(results) {
-                        match res {
-                            RecordResult::Done(o) => {
-                                stats.count(o.status);
-                                finals.push((row.id, o));
-                            }
-                            RecordResult::Retry { reason } => {
-                                stats.unprocessed += 1;
-                                last = ("UnprocessedRecords".into(), reason);
-                                again.push(row);
-                            }
-                        }
-                    }
-                    log(&format!(
-                        "call {}: product {} attempt {attempt}: {} records, {} done, {} unprocessed ({ms} ms)",
-                        stats.calls,
-                        batch.product,
-                        ids.len(),
-                        finals.len(),
-                        again.len()
-                    ));
-                    ledger.finish(&finals)?;
-                    todo = again;
-                }
-                Err(CallError::Retryable { answer, reason }) => {
-                    log(&format!(
-                        "call {}: product {} attempt {attempt}: {} records: {answer}: {reason} ({ms} ms); will retry",
-                        stats.calls,
-                        batch.product,
-                        ids.len()
-                    ));
-                    stats.retried_calls += 1;
-                    last = (answer, reason);
-                }
-                Err(CallError::Refused { answer, reason }) => {
-                    log(&format!(
-                        "call {}: product {} attempt {attempt}: {} records refused: {answer}: {reason}",
-                        stats.calls,
-                        batch.product,
-                        ids.len()
-                    ));
-                    let finals: Vec<(i64, Outcome)> = todo
-                        .iter()
-                        .map(|r| {
-                            stats.count(Status::Rejected);
-                            (
-                                r.id,
-                                Outcome {
-                                    status: Status::Rejected,
-                                    answer: Some(answer.clone()),
-                                    reason: Some(format!("the call was refused: {reason}")),
-                                    marketplace_record_id: None,
-                                },
-                            )
-                        })
-                        .collect();
-                    ledger.finish(&finals)?;
-                    todo = Vec::new();
-                }
-                Err(CallError::Fatal(msg)) => return Err(SubmitError::Fatal(msg)),
+        // Chunks still to send; a split pushes its right half, then its left half.
+        let mut stack = vec![first];
+        while let Some(chunk) = stack.pop() {
+            if let Some((left, right)) = send_chunk(
+                ledger,
+                sender,
+                &batch.product,
+                chunk,
+                policy,
+                limiter,
+                log,
+                &mut stats,
+            )? {
+                stack.push(right);
+                stack.push(left);
             }
-            if todo.is_empty() {
-                break;
-            }
-            if attempt >= policy.max_attempts {
-                let finals: Vec<(i64, Outcome)> = todo
-                    .iter()
-                    .map(|r| {
-                        stats.count(Status::Failed);
-                        (
-                            r.id,
-                            Outcome {
-                                status: Status::Failed,
-                                answer: Some(last.0.clone()),
-                                reason: Some(format!(
-                                    "no definite answer after {attempt} calls (last: {}); submit it again or run `metergate resume --retry-failed`",
-                                    last.1
-                                )),
-                                marketplace_record_id: None,
-                            },
-                        )
-                    })
-                    .collect();
-                ledger.finish(&finals)?;
-                break;
-            }
-            std::thread::sleep(policy.backoff.delay(attempt));
         }
     }
     Ok(stats)
+}
+
+/// Rejects rows with one answer; returns the ledger's (id, outcome) pairs.
+fn reject_all(
+    rows: &[LedgerRow],
+    answer: &str,
+    reason: &str,
+    stats: &mut RunStats,
+) -> Vec<(i64, Outcome)> {
+    rows.iter()
+        .map(|r| {
+            stats.count(Status::Rejected);
+            (
+                r.id,
+                Outcome {
+                    status: Status::Rejected,
+                    answer: Some(answer.to_owned()),
+                    reason: Some(reason.to_owned()),
+                    marketplace_record_id: None,
+                },
+            )
+        })
+        .collect()
+}
+
+/// The two halves of a chunk refused because of some of its records.
+type Halves = (Vec<LedgerRow>, Vec<LedgerRow>);
+
+/// Sends one chunk of a batch until every row in it has an end state, retrying what may be
+/// retried. Returns the two halves to send instead when the marketplace refused the chunk
+/// because of some of its records.
+#[allow(clippy::too_many_arguments)]
+fn send_chunk<S: MarketplaceSender + ?Sized>(
+    ledger: &mut Ledger,
+    sender: &mut S,
+    product: &str,
+    mut todo: Vec<LedgerRow>,
+    policy: &RetryPolicy,
+    limiter: &mut RateLimiter,
+    log: &mut dyn FnMut(&str),
+    stats: &mut RunStats,
+) -> Result<Option<Halves>, SubmitError> {
+    let mut attempt = 0u32;
+    let mut last = (String::new(), String::new());
+    while !todo.is_empty() {
+        attempt += 1;
+        let ids: Vec<i64> = todo.iter().map(|r| r.id).collect();
+        ledger.claim(&ids)?;
+        limiter.acquire();
+        stats.calls += 1;
+        let started = std::time::Instant::now();
+        let answer = sender.send(product, &todo);
+        let ms = started.elapsed().as_millis();
+        match answer {
+            Ok(results) => {
+                let mut finals = Vec::new();
+                let mut again = Vec::new();
+                for (row, res) in todo.into_iter().zip(results) {
+                    match res {
+                        RecordResult::Done(o) => {
+                            stats.count(o.status);
+                            finals.push((row.id, o));
+                        }
+                        RecordResult::Retry { reason } => {
+                            stats.unprocessed += 1;
+                            last = ("UnprocessedRecords".into(), reason);
+                            again.push(row);
+                        }
+                    }
+                }
+                log(&format!(
+                    "call {}: product {product} attempt {attempt}: {} records, {} done, {} unprocessed ({ms} ms)",
+                    stats.calls,
+                    ids.len(),
+                    finals.len(),
+                    again.len()
+                ));
+                ledger.finish(&finals)?;
+                todo = again;
+            }
+            Err(CallError::Retryable { answer, reason }) => {
+                log(&format!(
+                    "call {}: product {product} attempt {attempt}: {} records: {answer}: {reason} ({ms} ms); will retry",
+                    stats.calls,
+                    ids.len()
+                ));
+                stats.retried_calls += 1;
+                last = (answer, reason);
+            }
+            Err(CallError::RefusedForSome { answer, reason }) if todo.len() > 1 => {
+                log(&format!(
+                    "call {}: product {product} attempt {attempt}: {} records refused: {answer}: {reason}; splitting the call to find the records at fault",
+                    stats.calls,
+                    ids.len()
+                ));
+                stats.split_calls += 1;
+                let right = todo.split_off(todo.len() / 2);
+                return Ok(Some((todo, right)));
+            }
+            Err(CallError::RefusedForSome { answer, reason }) => {
+                log(&format!(
+                    "call {}: product {product} attempt {attempt}: 1 record refused: {answer}: {reason}",
+                    stats.calls
+                ));
+                let finals = reject_all(
+                    &todo,
+                    &answer,
+                    &format!("the marketplace refused a call holding only this record: {reason}"),
+                    stats,
+                );
+                ledger.finish(&finals)?;
+                todo = Vec::new();
+            }
+            Err(CallError::Refused { answer, reason }) => {
+                log(&format!(
+                    "call {}: product {product} attempt {attempt}: {} records refused: {answer}: {reason}",
+                    stats.calls,
+                    ids.len()
+                ));
+                let finals = reject_all(
+                    &todo,
+                    &answer,
+                    &format!("the call was refused: {reason}"),
+                    stats,
+                );
+                ledger.finish(&finals)?;
+                todo = Vec::new();
+            }
+            Err(CallError::Fatal(msg)) => return Err(SubmitError::Fatal(msg)),
+        }
+        if todo.is_empty() {
+            break;
+        }
+        if attempt >= policy.max_attempts {
+            let finals: Vec<(i64, Outcome)> = todo
+                .iter()
+                .map(|r| {
+                    stats.count(Status::Failed);
+                    (
+                        r.id,
+                        Outcome {
+                            status: Status::Failed,
+                            answer: Some(last.0.clone()),
+                            reason: Some(format!(
+                                "no definite answer after {attempt} calls (last: {}); submit it again or run `metergate resume --retry-failed`",
+                                last.1
+                            )),
+                            marketplace_record_id: None,
+                        },
+                    )
+                })
+                .collect();
+            ledger.finish(&finals)?;
+            break;
+        }
+        std::thread::sleep(policy.backoff.delay(attempt));
+    }
+    Ok(None)
 }
 
 /// Ends, without sending, the unfinished rows whose deadline has passed: a `pending` row is

@@ -1,6 +1,6 @@
 //! AWS Marketplace (SaaS `BatchMeterUsage`): the constants and the checks only AWS has.
 //!
-//! Sources (see `MARKETPLACE_RULES.md`): A1 = AWS SDK model `marketplace-metering.json`
+//! Sources (see `docs/RULES.md`): A1 = AWS SDK model `marketplace-metering.json`
 //! (aws-sdk-js-v3), A4 = AWS Marketplace seller guide, A5 = metering quotas, A6 = API change log,
 //! seeds = Tackle/Clazar help pages.
 
@@ -15,7 +15,7 @@ use crate::parse::shown;
 /// Source: seeds (Tackle "backdated up to 6 hours"); A2, A3, A4. Rule `aws.lookback`.
 pub const LOOKBACK_SECS: i64 = 6 * 3600;
 /// Look-back of the 24 h profile: records are not accepted "24 hours or more after an event".
-/// Source: A1 (BatchMeterUsage documentation). Setting `aws.lookback = "24h"`.
+/// Source: A1 (BatchMeterUsage documentation). Setting `aws.lookback = "24h"`. Rule `aws.lookback`.
 pub const LOOKBACK_24H_SECS: i64 = 24 * 3600;
 /// Month-end grace of the 24 h profile: the previous month's usage is accepted until 06:00 UTC
 /// on day 1. Source: A1. Rule `aws.month_end`.
@@ -34,10 +34,11 @@ pub const MAX_CUSTOMER_CHARS: usize = 255;
 /// Allocations per record: 1..=2500. Source: A1 (`UsageAllocations`). Rule `aws.allocations`.
 pub const MAX_ALLOCATIONS: usize = 2500;
 /// Tags per allocation: at most 5. Source: A1 (`TagList`, `InvalidTagException`).
+/// Rule `aws.allocations`.
 pub const MAX_TAGS: usize = 5;
-/// Tag key length 1..=100. Source: A1 (`TagKey`).
+/// Tag key length 1..=100. Source: A1 (`TagKey`). Rule `aws.allocations`.
 pub const MAX_TAG_KEY_CHARS: usize = 100;
-/// Tag value length 1..=256. Source: A1 (`TagValue`).
+/// Tag value length 1..=256. Source: A1 (`TagValue`). Rule `aws.allocations`.
 pub const MAX_TAG_VALUE_CHARS: usize = 256;
 /// Records per `BatchMeterUsage` call. Source: A1. Rule `aws.batch`.
 pub const MAX_BATCH_RECORDS: usize = 25;
@@ -45,6 +46,21 @@ pub const MAX_BATCH_RECORDS: usize = 25;
 pub const MAX_BATCH_BYTES: usize = 1_000_000;
 /// Calls per second per account and region. Source: A5. Rule `aws.rate`.
 pub const MAX_CALLS_PER_SECOND: u32 = 10;
+/// `BatchMeterUsage` exceptions that one record causes and that refuse the whole call. The
+/// core rejects such records before they are sent, but a stale contract can let one through:
+/// the submitter then splits the call in halves until it finds the records at fault, rejects
+/// them with the exception's name and sends the others. Source: A1. Rule `aws.batch`.
+pub const RECORD_EXCEPTIONS: [&str; 6] = [
+    "TimestampOutOfBoundsException",
+    "InvalidUsageDimensionException",
+    "InvalidLicenseException",
+    "InvalidTagException",
+    "InvalidUsageAllocationsException",
+    "InvalidCustomerIdentifierException",
+];
+/// `BatchMeterUsage` exceptions about the call as a whole (the product, the API): every
+/// record of the call is rejected, and splitting would not help. Source: A1. Rule `aws.batch`.
+pub const CALL_EXCEPTIONS: [&str; 2] = ["InvalidProductCodeException", "DisabledApiException"];
 
 fn product_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '-' | '/' | '=' | ':' | '_' | '.' | '@')

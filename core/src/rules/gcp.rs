@@ -25,7 +25,7 @@ pub const MAX_REQUEST_BYTES: usize = 1_000_000;
 /// Operations per report request: metergate's own cap, to keep retries small (not a Google
 /// limit). Rule `gcp.request`.
 pub const MAX_OPERATIONS_PER_REPORT: usize = 100;
-/// The consumerId prefixes Service Control accepts. Source: G9.
+/// The consumerId prefixes Service Control accepts. Source: G9. Rule `gcp.consumer`.
 pub const CONSUMER_PREFIXES: [&str; 5] = [
     "project:",
     "project_number:",
@@ -108,10 +108,46 @@ pub(crate) fn metric_name<'r>(rec: &'r UsageRecord, out: &mut Vec<Finding>) -> O
     }
 }
 
-/// int64 vs double, and the int64 range.
+/// Significant digits that every double holds exactly as written (`DBL_DIG`): a decimal metric
+/// value with at most this many always reaches Google unchanged. Source: IEEE 754 binary64,
+/// G4 (`MetricValue.double_value` is a double). Rule `gcp.metric`.
+pub const DOUBLE_EXACT_DIGITS: u32 = 15;
+
+/// True when Google, which stores a decimal metric's value as a double, stores `q` as
+/// written: the nearest double reads back as the same decimal. (Only a representability test:
+/// no arithmetic is done in floating point.)
+pub fn double_holds(q: Decimal) -> bool {
+    let Ok(d) = q.to_string().parse::<f64>() else {
+        return false;
+    };
+    // Rust prints the shortest decimal that reads back as the same double.
+    d.is_finite() && Decimal::from_str_exact(&d.to_string()).is_ok_and(|back| back == q)
+}
+
+/// int64 vs double, the int64 range, and a double's precision.
 pub(crate) fn check_quantity(rec: &UsageRecord, dim: Option<&Dimension>, out: &mut Vec<Finding>) {
     let q = rec.quantity;
     let kind = dim.and_then(|d| d.kind).unwrap_or(MetricType::Int);
+    if kind == MetricType::Decimal && !double_holds(q) {
+        let sent = q
+            .round_sf_with_strategy(DOUBLE_EXACT_DIGITS, rust_decimal::RoundingStrategy::ToZero)
+            .unwrap_or(q)
+            .normalize();
+        out.push(
+            Finding::new(
+                Code::InvalidQuantity,
+                "gcp.metric",
+                Some("quantity"),
+                format!(
+                    "quantity {q} has more digits than the double Google stores for a decimal metric; Google would bill another amount"
+                ),
+            )
+            .hint(format!(
+                "send {sent} (up to {DOUBLE_EXACT_DIGITS} significant digits) and carry {} into the next interval",
+                (q - sent).normalize()
+            )),
+        );
+    }
     if kind == MetricType::Int {
         if q.fract() != Decimal::ZERO {
             out.push(
