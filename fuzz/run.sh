@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Fuzzes metergate for N seconds per target (default 20) and exits non-zero on any crash.
 #
-#   fuzz/run.sh [N]
+#   fuzz/run.sh [N] [TARGET...]
 #
+# With TARGETs, only those are built and run (e.g. `fuzz/run.sh 600 policy_eval`).
 # Builds every target once (cargo fuzz build -O, with debug assertions so that an integer
 # overflow is a crash too), then runs each one for N seconds on its seed corpus
 # (fuzz/corpus/<target>, committed) plus a working corpus (fuzz/work/<target>, not committed,
@@ -28,6 +29,8 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 
 TARGETS=(csv_records json_records contracts_json policy_eval)
+shift $(( $# > 0 ? 1 : 0 ))
+if [ "$#" -gt 0 ]; then TARGETS=("$@"); fi
 dict_of() {
     case "$1" in
         csv_records) echo dict/records.dict ;;
@@ -38,7 +41,9 @@ dict_of() {
 
 start=$(date +%s)
 # -O: release; -a: debug assertions (overflow checks). Builds all targets in one go.
-if ! cargo fuzz build -O -a >work.build.log 2>&1; then
+BUILD=()
+if [ "${#TARGETS[@]}" -eq 1 ]; then BUILD=("${TARGETS[0]}"); fi
+if ! cargo fuzz build -O -a "${BUILD[@]}" >work.build.log 2>&1; then
     mkdir -p work && mv work.build.log work/build.log
     tail -40 work/build.log >&2
     echo "fuzz: build failed (log: fuzz/work/build.log)" >&2

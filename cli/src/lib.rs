@@ -15,6 +15,7 @@ pub mod input;
 pub mod ledger;
 pub mod output;
 pub mod submit;
+pub mod text;
 
 use std::process::ExitCode;
 
@@ -76,7 +77,7 @@ pub fn run() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             if !e.is_broken_pipe() {
-                eprintln!("metergate: error: {e}");
+                eprintln!("metergate: error: {}", text::clean(&e.to_string()));
             }
             ExitCode::from(2)
         }

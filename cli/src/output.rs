@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
+use crate::text::clean;
 use metergate_core::model::RECORD_FIELDS;
 use metergate_core::{Field, RawRecord, Severity, Summary, Verdict};
 use serde::Serialize;
@@ -205,13 +206,13 @@ impl<W: Write> VerdictSink for TextOut<W> {
             s.paint("1;31", "rejected")
         };
         let id = match &v.record_id {
-            Some(id) => format!(" record {id}"),
+            Some(id) => format!(" record {}", clean(id)),
             None => String::new(),
         };
         writeln!(
             self.w,
             "{}: {head}{id} (#{})",
-            s.paint("36", &format!("{}:{}", src.file, src.line)),
+            s.paint("36", &format!("{}:{}", clean(src.file), src.line)),
             v.index
         )?;
         for f in &v.findings {
@@ -222,16 +223,20 @@ impl<W: Write> VerdictSink for TextOut<W> {
             let field = f
                 .field
                 .as_deref()
-                .map(|x| format!("{x}: "))
+                .map(|x| format!("{}: ", clean(x)))
                 .unwrap_or_default();
             writeln!(
                 self.w,
                 "  {sev} {} {field}{}",
-                s.paint("1", &f.code),
-                f.message
+                s.paint("1", &clean(&f.code)),
+                clean(&f.message)
             )?;
             if let Some(h) = &f.hint {
-                writeln!(self.w, "          {}", s.paint("2", &format!("hint: {h}")))?;
+                writeln!(
+                    self.w,
+                    "          {}",
+                    s.paint("2", &format!("hint: {}", clean(h)))
+                )?;
             }
         }
         Ok(())
@@ -272,6 +277,7 @@ impl<W: Write> VerdictSink for TextOut<W> {
             writeln!(self.w)?;
             writeln!(self.w, "  {:<width$}  {:>8}", "by code", "count")?;
             for (code, n) in by_count(&sum.by_code) {
+                let code = clean(code);
                 writeln!(self.w, "  {code:<width$}  {n:>8}")?;
             }
         }

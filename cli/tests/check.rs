@@ -964,3 +964,42 @@ fn empty_inputs_are_fine() {
     let j = d.write("u.json", "[]");
     bin().args(["check", &j, "--now", NOW]).assert().code(0);
 }
+
+#[test]
+fn text_format_escapes_terminal_controls_from_input_and_policies() {
+    // A record_id, a policy message and a hint that carry terminal escapes (issue 16 item 8).
+    let d = Dir::new();
+    let f = d.write(
+        "u.csv",
+        "marketplace,product,customer,dimension,quantity,start_time,record_id,note\n\
+         aws,prod-a1,cust-1,api_calls,3,2026-03-15T22:00:00Z,\"r\x1b[31mRED\x1b]0;TITLE\x07\",\"x\x1b[2K\rok\"\n",
+    );
+    let p = d.write(
+        "echo.rhai",
+        "fn check(record, ctx) {\n  warn(\"echo\", \"note \" + record.attributes.note, \"hint \" + record.record_id);\n}\n",
+    );
+    let (code, out, err) = run(bin()
+        .args([
+            "check",
+            &f,
+            "--contracts",
+            &d.path("contracts.json"),
+            "--now",
+            NOW,
+            "--policy",
+            &p,
+            "--format",
+            "text",
+        ])
+        .env_remove("NO_COLOR"));
+    assert_eq!(code, 0, "{err}");
+    for bad in ['\x1b', '\x07', '\r'] {
+        assert!(!out.contains(bad), "{bad:?} printed raw: {out:?}");
+    }
+    assert!(
+        out.contains("record r\\u{1b}[31mRED\\u{1b}]0;TITLE\\u{7}"),
+        "{out}"
+    );
+    assert!(out.contains("note x\\u{1b}[2K\\rok"), "{out}");
+    assert!(out.contains("hint: hint r\\u{1b}[31mRED"), "{out}");
+}

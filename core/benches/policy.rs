@@ -177,5 +177,64 @@ fn policies(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, policies);
+/// The hostile set: every policy of the bad-input catalogue (`tests/bad_inputs/cases/policy_*`)
+/// that compiles, run on the record its case makes misbehave (`record_id` "bad"). Each must
+/// end within a few tens of milliseconds per record: the limits count operations (callbacks
+/// and size-dependent builtins included), never time.
+fn hostile(c: &mut Criterion) {
+    let dir = format!("{}/../tests/bad_inputs/cases", env!("CARGO_MANIFEST_DIR"));
+    let mut cases: Vec<(String, String)> = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("policy_") {
+            continue;
+        }
+        for file in std::fs::read_dir(&path).unwrap() {
+            let file = file.unwrap().path();
+            if file.extension().is_some_and(|e| e == "rhai") {
+                let source = std::fs::read_to_string(&file).unwrap();
+                if !source.contains("@@REPEAT") {
+                    cases.push((name.clone(), source));
+                }
+            }
+        }
+    }
+    cases.sort();
+    let mut rec = records().swap_remove(1);
+    rec.record_id = Some("bad".into());
+    let contract = contract();
+    let now = t("2026-03-31T12:00:00Z");
+    let mut group = c.benchmark_group("hostile");
+    group
+        .sample_size(10)
+        .warm_up_time(std::time::Duration::from_millis(200))
+        .measurement_time(std::time::Duration::from_secs(1));
+    group.throughput(Throughput::Elements(1));
+    for (name, source) in cases {
+        let src = PolicySource {
+            name: "hostile".into(),
+            source,
+        };
+        let Ok(set) = PolicySet::compile(&[src], &BTreeMap::new()) else {
+            continue;
+        };
+        group.bench_function(name.trim_start_matches("policy_"), |b| {
+            let mut out = Vec::with_capacity(8);
+            b.iter(|| {
+                out.clear();
+                let ctx = PolicyContext {
+                    now,
+                    contract: Some(&contract),
+                    findings: &[],
+                };
+                set.run(black_box(&rec), &ctx, &mut out);
+                black_box(&out);
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, policies, hostile);
 criterion_main!(benches);

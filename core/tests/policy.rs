@@ -1127,3 +1127,162 @@ fn policy_example_spike() {
     rec.quantity = Decimal::from(101);
     assert_eq!(codes(&run(&set, &rec)), vec![err("spike-extreme")]);
 }
+
+// ---------------------------------------------------------------------------------------
+// Hostile policies, part 2 (issue 16): panics, callbacks and size-dependent builtins.
+
+#[test]
+fn policy_transcendental_functions_are_left_out() {
+    // tan(PI() / 2) panicked in rust_decimal ("Tan overflowed"): the process ended.
+    for call in [
+        "tan(PI() / 2)",
+        "sin(PI())",
+        "cos(PI())",
+        "sqrt(2.0)",
+        "exp(100.0)",
+        "ln(0.5)",
+        "log(0.5)",
+    ] {
+        let set = compile(&format!("fn check(record, ctx) {{ let y = {call}; }}"));
+        assert_failed(&run(&set, &record()), "test");
+    }
+}
+
+#[test]
+fn policy_decimal_functions_never_panic_at_the_extremes() {
+    assert_script(
+        r#"
+        let m = parse_decimal("79228162514264337593543950335");
+        for x in [m, -m, parse_decimal("0.0000000000000000000000000001"), parse_decimal("7922816251426433759354395033.5")] {
+            let all = [x.floor(), x.ceiling(), x.round(), x.round(0), x.round(27), x.round(100),
+                       x.round_up(0), x.round_down(0), x.round_half_up(0), x.round_half_down(0),
+                       x.int, x.fraction, x.abs()];
+        }
+        let p = 1.5 ** 0.5;
+        let q = 2.0 ** 10;
+        if q != 1024 { reject("pow", "2 ** 10") }
+        if parse_decimal("2.345").round(2) != parse_decimal("2.34") { reject("round", "half even") }
+        if parse_decimal("2.345").round_half_up(2) != parse_decimal("2.35") { reject("round", "half up") }
+        if parse_decimal("1.25").floor != 1 { reject("floor", "getter") }
+        if parse_int("ff", 16) != 255 { reject("parse", "radix") }
+        if to_decimal(3) != 3 { reject("to_decimal", "int") }
+        if parse_decimal("12.9").to_int() != 12 { reject("to_int", "truncates") }
+    "#,
+    );
+    for call in [
+        r#"parse_decimal("79228162514264337593543950335").to_int()"#,
+        r#"parse_decimal("1.5").round(-1)"#,
+        r#"parse_int("10", 37)"#,
+        r#"parse_decimal("79228162514264337593543950335") * 2"#,
+        r#"parse_decimal("79228162514264337593543950335") ** 2"#,
+        r#"parse_decimal("10") ** 1000001"#,
+    ] {
+        let set = compile(&format!("fn check(record, ctx) {{ let y = {call}; }}"));
+        assert_failed(&run(&set, &record()), "test");
+    }
+}
+
+#[test]
+fn policy_callback_operations_count() {
+    // 8,000 reduces of 1,000 items with a trivial callback: 10 s and `accepted` before.
+    let items = vec!["x"; 1000].join(",");
+    let set = compile(&format!(
+        r#"fn z(acc, x) {{ x }} fn check(record, ctx) {{ for i in 0..8000 {{ "{items}".split(",").reduce(Fn("z"), 0); }} }}"#
+    ));
+    assert_failed(&run(&set, &record()), "test");
+    let set = compile(&format!(
+        r#"fn z(acc, x) {{ x }} fn check(record, ctx) {{ loop {{ "{items}".split(",").reduce(Fn("z"), 0); }} }}"#
+    ));
+    assert_failed(&run(&set, &record()), "test");
+    // A few callbacks are fine.
+    let set = compile(
+        r#"fn add(acc, x) { acc + x } fn check(record, ctx) { if [1, 2, 3].reduce(Fn("add"), 0) == 6 { warn("ok", "m") } }"#,
+    );
+    assert_eq!(codes(&run(&set, &record())), vec![warning("ok")]);
+}
+
+#[test]
+fn policy_size_dependent_builtins_are_charged() {
+    for body in [
+        r#"loop { let s = "é".pad(8000, "é"); }"#,
+        r#"let s = "a,"; s.pad(2000, "a,"); loop { let p = s.split(","); }"#,
+        r#"loop { let t = "é"; t.pad(8000, "é"); let u = t.to_upper().to_lower(); }"#,
+        r#"let a = []; a.pad(1000, "xxxxxxxxxx"); loop { let b = a.len(); }"#,
+    ] {
+        let set = compile(&format!("fn check(record, ctx) {{ {body} }}"));
+        assert_failed(&run(&set, &record()), "test");
+    }
+    // Refused before building 256 MB.
+    let set =
+        compile(r#"fn check(record, ctx) { let s = "a"; s.pad(16000, "a"); s.replace("a", s); }"#);
+    assert_failed(&run(&set, &record()), "test");
+    let set = compile(r#"fn check(record, ctx) { let s = "a"; s.pad(16000, "a"); s.split(""); }"#);
+    assert_failed(&run(&set, &record()), "test");
+    // The same builtins on ordinary sizes work as before.
+    assert_script(
+        r#"
+        let s = "ab"; s.pad(5, "xy");
+        if s != "abxyx" { reject("pad", s) }
+        let s = "ab"; s.pad(4, 'z');
+        if s != "abzz" { reject("pad", s) }
+        if "a-b-c".split("-") != ["a", "b", "c"] { reject("split", "str") }
+        if "a-b".split('-') != ["a", "b"] { reject("split", "char") }
+        if "abc".split("") != ["", "a", "b", "c", ""] { reject("split", "empty") }
+        let r = "aXbX"; r.replace("X", "yy");
+        if r != "ayybyy" { reject("replace", r) }
+        let r = "aXb"; r.replace('X', '-');
+        if r != "a-b" { reject("replace", "chars") }
+        if "Straße".to_upper() != "STRASSE" { reject("upper", "ß") }
+        let u = "AbC"; u.make_lower();
+        if u != "abc" { reject("lower", u) }
+        let a = [1]; a.pad(3, 0);
+        if a != [1, 0, 0] { reject("pad", "array") }
+    "#,
+    );
+}
+
+#[test]
+fn policy_sort_and_dedup_callback_errors_fail_the_record() {
+    for body in [
+        r#"fn slow(a, b) { loop {} } fn check(record, ctx) { [3, 1, 2].sort(Fn("slow")) }"#,
+        r#"fn bad(a, b) { throw "no" } fn check(record, ctx) { [3, 1, 2].sort(Fn("bad")) }"#,
+        r#"fn deep(a, b) { deep(a, b) } fn check(record, ctx) { [3, 1, 2].sort(Fn("deep")) }"#,
+        r#"fn text(a, b) { "x" } fn check(record, ctx) { [3, 1, 2].sort(Fn("text")) }"#,
+        r#"fn slow(a, b) { loop {} } fn check(record, ctx) { [1, 1, 2].dedup(Fn("slow")) }"#,
+        r#"fn bad(a, b) { throw "no" } fn check(record, ctx) { [1, 1, 2].dedup(Fn("bad")) }"#,
+        r#"fn bad(a, b) { throw "no" } fn check(record, ctx) { [1, 1, 2].dedup("bad") }"#,
+        r#"fn check(record, ctx) { [3, 1, 2].sort("missing") }"#,
+    ] {
+        let set = compile(body);
+        assert_failed(&run(&set, &record()), "test");
+    }
+    // Caught or not, a limit hit inside a callback fails the record.
+    let set = compile(
+        r#"fn slow(a, b) { loop {} } fn check(record, ctx) { try { [3, 1, 2].sort(Fn("slow")) } catch {} }"#,
+    );
+    assert_failed(&run(&set, &record()), "test");
+    // Sorting and dedup still work, stably, and a comparer that is no total order never panics.
+    assert_script(
+        r#"
+        let a = [5, 3, 9, 1, 3, 7, 2, 8, 6, 4, 0];
+        a.sort(Fn("cmp"));
+        if a != [0, 1, 2, 3, 3, 4, 5, 6, 7, 8, 9] { reject("sort", "ints " + a) }
+        let b = [#{k: 2, i: 0}, #{k: 1, i: 1}, #{k: 2, i: 2}, #{k: 1, i: 3}];
+        b.sort(Fn("by_k"));
+        if b.map(Fn("i")) != [1, 3, 0, 2] { reject("sort", "stable") }
+        let c = [4, 1, 3]; c.sort(Fn("lt"));
+        if c != [1, 3, 4] { reject("sort", "bool comparer") }
+        let d = []; for i in 0..300 { d.push((i * 37) % 300); }
+        d.sort(Fn("always"));
+        if d.len() != 300 { reject("sort", "lost items") }
+        let e = [1, 1, 2, 2, 2, 1]; e.dedup(Fn("same"));
+        if e != [1, 2, 1] { reject("dedup", "fn") }
+        let f = [1, 1, 2]; f.dedup();
+        if f != [1, 2] { reject("dedup", "plain") }
+        let g = [3, 1, 2]; g.sort();
+        if g != [1, 2, 3] { reject("sort", "plain") }
+    } fn cmp(a, b) { a - b } fn by_k(x, y) { x.k - y.k } fn i(x) { x.i }
+      fn lt(a, b) { a < b } fn always(a, b) { 1 } fn same(a, b) { a == b } fn unused() {
+    "#,
+    );
+}

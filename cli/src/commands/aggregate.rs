@@ -18,6 +18,7 @@ use metergate_core::{Marketplace, UsageRecord};
 use crate::config::{build_validator, load_contracts, load_settings, parse_now};
 use crate::error::CliError;
 use crate::input::{InputFormat, InputPath, RecordReader, Row};
+use crate::text::clean;
 
 /// `aggregate` flags.
 #[derive(Clone, Debug, clap::Args)]
@@ -111,14 +112,14 @@ pub fn run(args: &AggregateArgs) -> Result<u8, CliError> {
             };
             skipped += 1;
             let mut e = stderr.lock();
-            let _ = write!(e, "{}:{}: skipped:", input.name, rec.line);
+            let _ = write!(e, "{}:{}: skipped:", clean(&input.name), rec.line);
             for f in &findings {
                 let _ = write!(
                     e,
                     " {} {}: {};",
-                    f.code,
-                    f.field.as_deref().unwrap_or("row"),
-                    f.message
+                    clean(&f.code),
+                    clean(f.field.as_deref().unwrap_or("row")),
+                    clean(&f.message)
                 );
             }
             let _ = writeln!(e);
@@ -208,9 +209,9 @@ pub fn run(args: &AggregateArgs) -> Result<u8, CliError> {
                         e,
                         "  carry {} {} {} {} {} into {}{}",
                         c.marketplace,
-                        c.product,
-                        c.customer,
-                        c.dimension,
+                        clean(&c.product),
+                        clean(&c.customer),
+                        clean(&c.dimension),
                         c.remainder,
                         format_rfc3339(c.next_hour),
                         c.plan

@@ -320,19 +320,22 @@ pub fn run(args: &ContractsArgs) -> Result<u8, CliError> {
                 }
                 _ => writeln!(
                     out,
-                    "{}: {} {}/{}/{} at {}: {} -> {}: {}",
-                    serde_json::to_value(&done.outcome)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default(),
-                    done.event,
-                    done.marketplace,
-                    done.product,
-                    done.customer,
-                    done.at,
-                    done.previous_status,
-                    done.status,
-                    done.note
+                    "{}",
+                    crate::text::clean(&format!(
+                        "{}: {} {}/{}/{} at {}: {} -> {}: {}",
+                        serde_json::to_value(&done.outcome)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default(),
+                        done.event,
+                        done.marketplace,
+                        done.product,
+                        done.customer,
+                        done.at,
+                        done.previous_status,
+                        done.status,
+                        done.note
+                    ))
                 )?,
             }
             0
@@ -460,8 +463,7 @@ fn run_sync(
                     out.write_all(b"\n")?;
                 } else {
                     for c in &changes {
-                        writeln!(
-                            out,
+                        let line = format!(
                             "{} {} {}/{} ({}): {} -> {}",
                             c.change,
                             c.marketplace,
@@ -470,7 +472,8 @@ fn run_sync(
                             c.marketplace_id,
                             c.previous_status.as_deref().unwrap_or("-"),
                             c.status
-                        )?;
+                        );
+                        writeln!(out, "{}", crate::text::clean(&line))?;
                     }
                     writeln!(
                         out,
@@ -481,7 +484,10 @@ fn run_sync(
             }
             Err(e) => {
                 failed = true;
-                eprintln!("metergate: sync failed, nothing changed for {m}: {e}");
+                eprintln!(
+                    "metergate: sync failed, nothing changed for {m}: {}",
+                    crate::text::clean(&e.to_string())
+                );
             }
         }
     }

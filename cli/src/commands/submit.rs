@@ -162,7 +162,7 @@ pub fn send_unfinished(
     let verbose = send.verbose;
     let mut log = |line: &str| {
         if verbose {
-            eprintln!("metergate: {line}");
+            eprintln!("metergate: {}", crate::text::clean(line));
         }
     };
     let (stats, stopped) =
@@ -330,7 +330,11 @@ pub fn run(args: &SubmitArgs) -> Result<u8, CliError> {
             }),
             Err(why) => {
                 unsendable += 1;
-                eprintln!("metergate: {}: not sent: {why}", a.source);
+                eprintln!(
+                    "metergate: {}: not sent: {}",
+                    crate::text::clean(&a.source),
+                    crate::text::clean(&why.to_string())
+                );
             }
         }
     }

@@ -9,6 +9,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::{LedgerRow, Status};
+use crate::text::clean;
 
 /// How to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,10 +70,20 @@ impl Table {
                 w.flush()?;
             }
             Format::Text => {
+                // Cells hold ledger values that came from input: shown escaped.
+                let rows: Vec<Vec<String>> = self
+                    .rows
+                    .iter()
+                    .map(|row| {
+                        row.iter()
+                            .map(|c| c.as_deref().map_or("-".into(), |s| clean(s).into_owned()))
+                            .collect()
+                    })
+                    .collect();
                 let mut widths: Vec<usize> = self.header.iter().map(|h| h.len()).collect();
-                for row in &self.rows {
+                for row in &rows {
                     for (w, c) in widths.iter_mut().zip(row) {
-                        *w = (*w).max(c.as_deref().map_or(1, |s| s.chars().count()));
+                        *w = (*w).max(c.chars().count());
                     }
                 }
                 let line = |cells: Vec<&str>, out: &mut dyn Write| -> io::Result<()> {
@@ -87,11 +98,8 @@ impl Table {
                     writeln!(out, "{}", s.trim_end())
                 };
                 line(self.header.clone(), out)?;
-                for row in &self.rows {
-                    line(
-                        row.iter().map(|c| c.as_deref().unwrap_or("-")).collect(),
-                        out,
-                    )?;
+                for row in &rows {
+                    line(row.iter().map(String::as_str).collect(), out)?;
                 }
             }
         }

@@ -64,7 +64,11 @@
 //! The engine has no file, module, clock, print or `eval` access, and every limit is set
 //! explicitly, the same in debug, release and WASM builds: see the `MAX_*` constants.
 //! Limits count operations, never wall-clock time, so a verdict never depends on the
-//! machine. A runtime error or a limit hit becomes one `policy-failed` error finding on that
+//! machine. The count covers the operations of callbacks (`reduce`, `map`, `sort`, ...), and
+//! builtins whose work grows with text or array sizes count by size (see `cost`). Number
+//! functions are parsing, conversions and rounding (see `math`): no `sin`, `cos`, `tan`,
+//! `sqrt`, `exp`, `ln` or `log`, whose `rust_decimal` versions can panic.
+//! A runtime error or a limit hit becomes one `policy-failed` error finding on that
 //! record (and the findings the call made before are dropped); it never stops the run and
 //! never changes another record's verdict: no state is carried from one call to the next.
 //!
@@ -78,12 +82,14 @@ use std::fmt;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use rhai::{CallFnOptions, Dynamic, Engine, ImmutableString, AST};
+use rhai::{CallFnOptions, Dynamic, Engine, EvalAltResult, ImmutableString, AST};
 
 use crate::contract::Contract;
 use crate::finding::{Code, Finding};
 use crate::model::{Marketplace, UsageRecord};
 
+mod cost;
+mod math;
 mod sandbox;
 mod script;
 mod time;
@@ -366,6 +372,8 @@ fn run_one(
         c.findings.clear();
         c.failure = None;
         c.check_steps = 0;
+        c.ops = 0;
+        c.last_progress = 0;
     });
     let result = reset
         .ok_or_else(|| "the findings collector is busy".to_owned())
@@ -385,7 +393,12 @@ fn run_one(
             .map_err(|e| sandbox::describe(&e))
         });
     let failure = script::with_collector(|c| {
-        let failure = c.failure.take().or(result.err());
+        // A builtin may drop a callback's error; the count still says the limit was hit.
+        let failure = c.failure.take().or(result.err()).or_else(|| {
+            (c.ops > MAX_OPERATIONS).then(|| {
+                sandbox::describe(&EvalAltResult::ErrorTooManyOperations(rhai::Position::NONE))
+            })
+        });
         if failure.is_none() {
             out.extend(c.findings.drain(..).map(|mut f| {
                 f.rule.clone_from(&policy.rule);

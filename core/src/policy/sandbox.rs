@@ -3,7 +3,7 @@
 use rhai::module_resolvers::DummyModuleResolver;
 use rhai::packages::{
     ArithmeticPackage, BasicArrayPackage, BasicFnPackage, BasicIteratorPackage, BasicMapPackage,
-    BasicMathPackage, BasicStringPackage, LogicPackage, MoreStringPackage, Package,
+    BasicStringPackage, LogicPackage, MoreStringPackage, Package,
 };
 use std::sync::Arc;
 
@@ -19,7 +19,8 @@ use super::{
 ///
 /// Starts from [`Engine::new_raw`] (no functions at all) and adds only pure packages: no
 /// `LanguageCorePackage` (it has `sleep`), no `BasicTimePackage` (it reads the clock), no
-/// blobs. There is no module resolver, `eval` and `import` are disabled, and `print` /
+/// blobs, and not rhai's math package: [`super::math`] registers the number functions that
+/// cannot panic in its place. There is no module resolver, `eval` and `import` are disabled, and `print` /
 /// `debug` go nowhere. Every limit is set here, to the same value in every build.
 ///
 /// Closures (`|x| ...`) and `this` are disabled too:
@@ -47,7 +48,6 @@ pub(crate) fn engine() -> Engine {
         BasicFnPackage::new().as_shared_module(),
         BasicArrayPackage::new().as_shared_module(),
         BasicMapPackage::new().as_shared_module(),
-        BasicMathPackage::new().as_shared_module(),
     ] {
         lib.combine_flatten(Arc::unwrap_or_clone(package));
     }
@@ -82,6 +82,8 @@ pub(crate) fn engine() -> Engine {
     #[allow(deprecated)]
     engine.on_var(|name, _, ctx| check_variable(ctx.scope().get(name)).map(|()| None));
 
+    super::math::register(&mut engine);
+    super::cost::register(&mut engine);
     super::time::register(&mut engine);
     super::script::register(&mut engine);
     engine
@@ -113,12 +115,18 @@ struct Tally {
 /// script that reads a large array in a tight loop fails early instead of running about
 /// 1,000 times slower than the operations limit suggests.
 fn check_variable(value: Option<&Dynamic>) -> Result<(), Box<EvalAltResult>> {
+    if let Some(s) = value.filter(|v| v.is_string()) {
+        // Whatever a builtin then does with the text costs about its length.
+        return super::cost::charge_read(s.as_immutable_string_ref().map_or(0, |s| s.len()), 0);
+    }
     let Some(v) = value.filter(|v| v.is_array() || v.is_map()) else {
         return Ok(());
     };
     let mut t = Tally::default();
     let sized = tally(v, 0, &mut t);
     let steps = (t.items + t.entries) as u64;
+    // What a builtin then does with the container costs about its size.
+    super::cost::charge_read(t.bytes, t.items + t.entries)?;
     let within = super::script::with_collector(|c| {
         c.check_steps = c.check_steps.saturating_add(steps);
         c.check_steps <= MAX_DATA_CHECK_STEPS
@@ -177,7 +185,7 @@ pub(crate) fn describe(err: &EvalAltResult) -> String {
         root = inner;
     }
     let what = match root {
-        EvalAltResult::ErrorTooManyOperations(_) => {
+        EvalAltResult::ErrorTerminated(..) | EvalAltResult::ErrorTooManyOperations(_) => {
             format!(
                 "it ran more than {MAX_OPERATIONS} operations on one record (limit MAX_OPERATIONS)"
             )

@@ -240,6 +240,10 @@ pub(crate) struct Collector {
     pub(crate) failure: Option<String>,
     /// Steps the size checks of this call have taken (see `MAX_DATA_CHECK_STEPS`).
     pub(crate) check_steps: u64,
+    /// Operations this call has run, callbacks and size charges included (see `cost`).
+    pub(crate) ops: u64,
+    /// rhai's own count at the last operation: it goes back when a callback starts.
+    pub(crate) last_progress: u64,
 }
 
 thread_local! {

@@ -338,10 +338,19 @@ fn unknown_dimension(rec: &UsageRecord, name: &str, c: &Contract) -> Finding {
     }
 }
 
-/// The candidate most like `name`, if it is alike enough to suggest.
+/// Longest name, in bytes, that "did you mean" compares. The fuzzy match costs about the
+/// product of the two lengths, so longer names (never real identifiers) get no suggestion.
+pub const MAX_SUGGEST_LEN: usize = 256;
+
+/// The candidate most like `name`, if it is alike enough to suggest. Names and candidates
+/// longer than [`MAX_SUGGEST_LEN`] bytes are not compared.
 pub fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    if name.len() > MAX_SUGGEST_LEN {
+        return None;
+    }
     let lower = name.to_lowercase();
     candidates
+        .filter(|c| c.len() <= MAX_SUGGEST_LEN)
         .map(|c| {
             let score = strsim::jaro_winkler(&lower, &c.to_lowercase());
             (c, score)
