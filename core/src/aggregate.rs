@@ -65,14 +65,11 @@ pub struct Aggregated {
 }
 
 /// The name a Google metric is keyed by: `svc.example.com/requests` and `requests` are one
-/// metric of the product `svc.example.com`. Other marketplaces' names are used as written.
-// The identity work adds the core's one resolution function for this; until then this one
-// serves aggregation and the validator's own lookups stay as they are.
+/// metric of the product `svc.example.com` (the same short name the `gcp.metric` rule
+/// resolves with). Other marketplaces' names are used as written.
 pub fn metric_key<'a>(mp: Marketplace, product: &str, dimension: &'a str) -> &'a str {
-    match (mp, dimension.split_once('/')) {
-        (Marketplace::Gcp, Some((service, metric))) if service == product && !metric.is_empty() => {
-            metric
-        }
+    match mp {
+        Marketplace::Gcp => crate::rules::gcp::short_metric_name(product, dimension),
         _ => dimension,
     }
 }
