@@ -169,34 +169,13 @@ fn element_location(name: &str, text: &str, index: usize) -> Location {
 
 /// Reads settings and policy parameters from TOML (or JSON for `.json`).
 pub fn load_settings(path: &Path) -> Result<Settings, CliError> {
-    let name = path.display().to_string();
-    let text = read_text(path)?;
-    let is_json = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
-    let value = if is_json {
-        serde_json::from_str::<serde_json::Value>(&text).map_err(|e| {
-            CliError::input(
-                Location::at(&name, e.line() as u64, Some(e.column() as u64)),
-                format!("config: {e}"),
-            )
-        })?
-    } else {
-        let t = toml::from_str::<toml::Table>(&text).map_err(|e| {
-            let loc = match e.span() {
-                Some(s) => {
-                    let (l, c) = line_col(text.as_bytes(), s.start);
-                    Location::at(&name, l, Some(c))
-                }
-                None => Location::file(&name),
-            };
-            CliError::input(loc, format!("config: {}", e.message().trim()))
-        })?;
-        toml_to_json(toml::Value::Table(t))
-    };
-    let (value, _) = split_cli_sections(value);
-    Settings::from_json_value(value)
-        .map_err(|e| CliError::input(Location::file(&name), format!("config: field {e}")))
+    let (value, _) = split_cli_sections(load_config_value(path)?);
+    Settings::from_json_value(value).map_err(|e| {
+        CliError::input(
+            Location::file(&path.display().to_string()),
+            format!("config: field {e}"),
+        )
+    })
 }
 
 /// Reads the config file as JSON (TOML converted), for the sections only the CLI reads.
