@@ -49,7 +49,7 @@ describe('Add usage form', () => {
     const finding = page.locator('#msg-start_time .finding[data-code="timestamp-out-of-bounds"]');
     await finding.waitFor();
     assert.equal(await finding.getAttribute('data-field'), 'start_time');
-    assert.match(await finding.locator('.hint').textContent(), /2026-03-31T06:00:00Z/, 'the hint names the earliest allowed start');
+    assert.match(await finding.locator('.hint').textContent(), /2026-03-31T06:00:01Z/, 'the hint names the earliest allowed start (6 h or more is refused, so the first whole second after)');
     assert.equal(await page.getAttribute('#f-start', 'aria-invalid'), 'true');
     assert.equal(await page.getAttribute('#verdict', 'data-verdict'), 'rejected');
     assert.equal(await page.isDisabled('#submit'), true);
@@ -60,8 +60,9 @@ describe('Add usage form', () => {
     assert.deepEqual(await codesIn(page, 'msg-start_time'), []);
     assert.equal(await page.getAttribute('#f-start', 'aria-invalid'), null);
     assert.equal(await page.isDisabled('#submit'), false);
-    // The deadline of an accepted AWS record is its look-back: start + 6 h.
-    assert.equal(await page.getAttribute('#deadline', 'data-at'), '2026-03-31T13:15:00Z');
+    // The deadline of an accepted AWS record is the last instant of its look-back: 1 ns
+    // before start + 6 h (AWS refuses records "6 hours or more" old).
+    assert.equal(await page.getAttribute('#deadline', 'data-at'), '2026-03-31T13:14:59.999999999Z');
 
     await page.click('#submit');
     await page.waitForFunction(() => document.getElementById('ready-count').textContent === '1');
