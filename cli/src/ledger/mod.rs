@@ -24,6 +24,7 @@
 //!
 //! Schema versions are kept in `PRAGMA user_version` and applied in order by [`Ledger::open`].
 
+pub mod observe;
 pub mod report;
 
 use std::fmt;

@@ -1,0 +1,5 @@
+//! `metergate serve`: the always-on metering agent (issue #18).
+
+pub mod alerts;
+pub mod metrics;
+pub mod status;
