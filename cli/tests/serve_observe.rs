@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use metergate::agent::alerts::{Alerter, AlertsConfig};
-use metergate::agent::metrics::{render, Counters, LedgerGauges, Tick};
+use metergate::agent::metrics::{render, Counters, LedgerGauges, RefusedSum, Tick};
 use metergate::agent::status::{self, Params};
 use metergate::ledger::{Ledger, NewRow, Outcome, Status};
 use metergate_core::time::parse_rfc3339;
@@ -175,14 +175,10 @@ fn metrics_render_from_the_ledger_without_customer_names() {
     let finished = ledger
         .rows(&[names["accepted"], names["rejected"]])
         .unwrap();
-    let calls = BTreeMap::from([(Marketplace::Aws, 3u64)]);
-    let errors = BTreeMap::from([(Marketplace::Aws, 1u64)]);
-    counters.observe(&Tick {
-        finished: &finished,
-        calls: &calls,
-        errors: &errors,
-        now,
-    });
+    let mut tick = Tick::new(&finished, now);
+    tick.calls = BTreeMap::from([(Marketplace::Aws, 3u64)]);
+    tick.errors = BTreeMap::from([(Marketplace::Aws, 1u64)]);
+    counters.observe(&tick);
     let gauges = LedgerGauges::read(&ledger, &contracts, &Settings::default(), now).unwrap();
     let text = render(&counters, &gauges);
 
@@ -376,20 +372,19 @@ fn one_tick_gives_one_coalesced_alert_after_retries() {
     // The hook fails twice with 503, then takes the message.
     let h = hook(vec![503, 503]);
     let a = alerter(&h.url, "6h");
-    let (calls, errors) = (BTreeMap::new(), BTreeMap::new());
-    a.on_tick(&Tick {
-        finished: &finished,
-        calls: &calls,
-        errors: &errors,
-        now: t("2026-03-01T10:05:00Z"),
-    });
+    let mut tick = Tick::new(&finished, t("2026-03-01T10:05:00Z"));
+    tick.refused_sums = vec![RefusedSum {
+        marketplace: Marketplace::Azure,
+        product: "offer-b".into(),
+        customer: "cust-z".into(),
+        dimension: "gb".into(),
+        hour: t("2026-03-01T09:00:00Z"),
+        codes: vec!["invalid-quantity".into()],
+        reason: "the sum is not a whole number of units".into(),
+    }];
+    a.on_tick(&tick);
     // A tick where everything went through alerts nobody.
-    a.on_tick(&Tick {
-        finished: &finished[..1],
-        calls: &calls,
-        errors: &errors,
-        now: t("2026-03-01T10:06:00Z"),
-    });
+    a.on_tick(&Tick::new(&finished[..1], t("2026-03-01T10:06:00Z")));
     assert!(a.flush(Duration::from_secs(10)));
     let s = a.stats();
     assert_eq!(
@@ -408,6 +403,7 @@ fn one_tick_gives_one_coalesced_alert_after_retries() {
     let text = msg["text"].as_str().unwrap();
     assert!(text.contains("30 records rejected"), "{text}");
     assert!(text.contains("1 record still failing"), "{text}");
+    assert!(text.contains("1 hourly sum refused"), "{text}");
     let blocks = msg["blocks"].as_array().unwrap();
     assert_eq!(blocks[0]["type"], "header");
     let sections: Vec<&str> = blocks
@@ -415,7 +411,8 @@ fn one_tick_gives_one_coalesced_alert_after_retries() {
         .filter(|b| b["type"] == "section")
         .map(|b| b["text"]["text"].as_str().unwrap())
         .collect();
-    assert_eq!(sections.len(), 2);
+    assert_eq!(sections.len(), 3);
+    assert!(sections[2].contains("invalid-quantity") && sections[2].contains("cust-z"));
     assert!(sections[0].contains("…and 15 more"), "{}", sections[0]);
     assert!(sections[0].contains("CustomerNotSubscribed"));
     // Seller text cannot ping a channel or break out of the formatting.
@@ -450,13 +447,7 @@ fn a_webhook_that_keeps_refusing_is_given_up_and_4xx_is_not_retried() {
         "no",
     );
     let finished = l.rows(&id).unwrap();
-    let (calls, errors) = (BTreeMap::new(), BTreeMap::new());
-    let tick = Tick {
-        finished: &finished,
-        calls: &calls,
-        errors: &errors,
-        now: t("2026-03-01T10:05:00Z"),
-    };
+    let tick = Tick::new(&finished, t("2026-03-01T10:05:00Z"));
     a.on_tick(&tick);
     assert!(a.flush(Duration::from_secs(10)));
     a.on_tick(&tick);

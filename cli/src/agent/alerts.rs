@@ -36,7 +36,7 @@ use metergate_core::ContractSet;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::agent::metrics::Tick;
+use crate::agent::metrics::{RefusedSum, Tick};
 use crate::ledger::{Ledger, LedgerError, LedgerRow};
 
 /// Messages waiting for delivery beyond this are dropped (and counted).
@@ -315,7 +315,7 @@ impl Alerter {
         if self.inner.is_none() {
             return;
         }
-        if let Some(msg) = tick_message(tick.finished, tick.now) {
+        if let Some(msg) = tick_message(tick.finished, &tick.refused_sums, tick.now) {
             self.enqueue(msg);
         }
     }
@@ -472,8 +472,22 @@ fn row_line(r: &LedgerRow) -> String {
     )
 }
 
+/// One line about an hourly sum the core refused.
+fn sum_line(h: &RefusedSum) -> String {
+    format!(
+        "• {} {} customer {} dimension {} hour {} — {}: {}",
+        h.marketplace,
+        code(&h.product),
+        code(&h.customer),
+        code(&h.dimension),
+        format_secs(h.hour),
+        code(&h.codes.join(", ")),
+        esc(&cut(&h.reason, MAX_REASON_CHARS)),
+    )
+}
+
 /// The message about a tick's bad endings, or `None` when every row went through.
-fn tick_message(rows: &[LedgerRow], now: DateTime<Utc>) -> Option<Value> {
+fn tick_message(rows: &[LedgerRow], refused: &[RefusedSum], now: DateTime<Utc>) -> Option<Value> {
     let pick = |words: &[&str]| -> Vec<String> {
         rows.iter()
             .filter(|r| words.contains(&r.status.as_str()))
@@ -488,6 +502,7 @@ fn tick_message(rows: &[LedgerRow], now: DateTime<Utc>) -> Option<Value> {
         ("expired unsent (the window closed)", pick(&["expired"])),
         ("still failing after retries", pick(&["failed"])),
     ];
+    let sums: Vec<String> = refused.iter().map(sum_line).collect();
     let mut title = Vec::new();
     let mut sections = Vec::new();
     for (what, lines) in &groups {
@@ -500,6 +515,16 @@ fn tick_message(rows: &[LedgerRow], now: DateTime<Utc>) -> Option<Value> {
             "*{n} record{} {what}*\n{}",
             plural(n),
             section_text(lines)
+        ));
+    }
+    if !sums.is_empty() {
+        let n = sums.len();
+        title.push(format!("{n} hourly sum{} refused", plural(n)));
+        sections.push(format!(
+            "*{n} hourly sum{} refused when the hour closed* (nothing was sent for {})\n{}",
+            plural(n),
+            if n == 1 { "it" } else { "them" },
+            section_text(&sums)
         ));
     }
     if sections.is_empty() {

@@ -33,16 +33,53 @@ pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CON
 
 /// What one tick of the send loop did, as metrics and alerts read it. Built from the
 /// scheduler's report (`agent::scheduler::TickReport`).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Tick<'a> {
     /// Rows that reached a final state in this tick, with their status, answer and reason.
     pub finished: &'a [LedgerRow],
     /// Calls made per marketplace in this tick.
-    pub calls: &'a BTreeMap<Marketplace, u64>,
+    pub calls: BTreeMap<Marketplace, u64>,
     /// Calls that failed (retried, refused, or could not be made) per marketplace.
-    pub errors: &'a BTreeMap<Marketplace, u64>,
+    pub errors: BTreeMap<Marketplace, u64>,
+    /// Per marketplace, when its last successful call of this tick returned.
+    pub last_success: BTreeMap<Marketplace, DateTime<Utc>>,
+    /// Hourly sums the core refused when their hour closed (nothing is sent for them).
+    pub refused_sums: Vec<RefusedSum>,
     /// When the tick ran.
     pub now: DateTime<Utc>,
+}
+
+impl<'a> Tick<'a> {
+    /// A tick that finished `finished` at `now`, with no calls counted.
+    pub fn new(finished: &'a [LedgerRow], now: DateTime<Utc>) -> Tick<'a> {
+        Tick {
+            finished,
+            calls: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            last_success: BTreeMap::new(),
+            refused_sums: Vec::new(),
+            now,
+        }
+    }
+}
+
+/// An hourly sum the core refused when its hour closed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefusedSum {
+    /// Marketplace.
+    pub marketplace: Marketplace,
+    /// Product.
+    pub product: String,
+    /// Customer key.
+    pub customer: String,
+    /// Dimension.
+    pub dimension: String,
+    /// The hour.
+    pub hour: DateTime<Utc>,
+    /// The error findings' codes.
+    pub codes: Vec<String>,
+    /// Why, in words.
+    pub reason: String,
 }
 
 /// A label of one marketplace.
@@ -130,11 +167,17 @@ impl Counters {
     /// successful send.
     pub fn observe(&self, tick: &Tick<'_>) {
         self.ticks.inc();
-        for (m, n) in tick.calls {
+        for (m, n) in &tick.calls {
             self.calls.get_or_create(&market(m.as_str())).inc_by(*n);
         }
-        for (m, n) in tick.errors {
+        for (m, n) in &tick.errors {
             self.errors.get_or_create(&market(m.as_str())).inc_by(*n);
+        }
+        for (m, at) in &tick.last_success {
+            let g = self.last_success.get_or_create(&market(m.as_str()));
+            if g.get() < at.timestamp() {
+                g.set(at.timestamp());
+            }
         }
         for r in tick.finished {
             self.finished
