@@ -10,7 +10,8 @@
   var LABELS = { pending: "Pending", sent: "Sent", rejected: "Rejected", failed: "Failed", expired: "Expired" };
   var MARKETS = { aws: "AWS", azure: "Microsoft", gcp: "Google" };
 
-  var state = { offset: 0, customer: "", timer: null, seq: 0 };
+  // skew: the agent's clock minus this browser's, so deadlines count down on the agent's time.
+  var state = { offset: 0, customer: "", timer: null, seq: 0, skew: 0 };
 
   function $(id) { return document.getElementById(id); }
 
@@ -75,7 +76,7 @@
   }
 
   function until(at) {
-    var ms = Date.parse(at) - Date.now();
+    var ms = Date.parse(at) - (Date.now() + state.skew);
     if (isNaN(ms)) return { text: at, cls: "" };
     var abs = Math.abs(ms), m = Math.round(abs / 60000), text;
     if (m < 60) text = m + " min"; else if (m < 48 * 60) text = Math.round(m / 6) / 10 + " h"; else text = Math.round(m / 144) / 10 + " d";
@@ -210,6 +211,8 @@
     return Promise.all([getJSON("/v1/status/summary", f), getJSON("/v1/status/rows", rowsParams)])
       .then(function (res) {
         if (seq !== state.seq) return;
+        var agentNow = Date.parse(res[0].now);
+        if (!isNaN(agentNow)) state.skew = agentNow - Date.now();
         renderTotals(res[0].totals);
         renderProducts(res[0].products);
         renderGroups(res[0]);
