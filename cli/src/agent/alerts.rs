@@ -191,6 +191,8 @@ struct Inner {
     shared: Arc<Shared>,
     /// Silent contracts already named, with the last usage (Unix seconds) they had then.
     silent: Mutex<HashMap<ContractKey, Option<i64>>>,
+    /// When the silence check last ran.
+    last_check: Mutex<Option<DateTime<Utc>>>,
 }
 
 /// Sends alerts; a no-op when no webhook is configured. Cheap to clone; clones share the
@@ -253,6 +255,7 @@ impl Alerter {
                 tx,
                 shared,
                 silent: Mutex::new(HashMap::new()),
+                last_check: Mutex::new(None),
             })),
         })
     }
@@ -318,6 +321,28 @@ impl Alerter {
         if let Some(msg) = tick_message(tick.finished, &tick.refused_sums, tick.now) {
             self.enqueue(msg);
         }
+    }
+
+    /// [`Alerter::check_silent`], unless it already ran less than `every` ago.
+    pub fn check_silent_at_most_every(
+        &self,
+        ledger: &Ledger,
+        contracts: &ContractSet,
+        now: DateTime<Utc>,
+        every: chrono::Duration,
+    ) -> Result<usize, LedgerError> {
+        let Some(i) = &self.inner else { return Ok(0) };
+        {
+            let mut last = match i.last_check.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if last.is_some_and(|t| now >= t && now - t < every) {
+                return Ok(0);
+            }
+            *last = Some(now);
+        }
+        self.check_silent(ledger, contracts, now)
     }
 
     /// Names, in one message, the active contracts that have had no usage for

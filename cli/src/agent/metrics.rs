@@ -17,6 +17,11 @@
 //! answer code and the core's finding code, each cut to a short safe alphabet.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 
 use chrono::{DateTime, Utc};
 use metergate_core::{window, ContractSet, Marketplace, Settings, Verdict};
@@ -26,6 +31,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::agent::AgentState;
 use crate::ledger::{Ledger, LedgerError, LedgerRow};
 
 /// The `Content-Type` of [`render`]'s text.
@@ -207,20 +213,25 @@ impl Counters {
     /// severity.
     pub fn observe_verdicts(&self, verdicts: &[Verdict]) {
         for v in verdicts {
-            let verdict = if v.accepted() { "accepted" } else { "rejected" };
-            self.intake
-                .get_or_create(&VerdictLabel {
-                    verdict: verdict.into(),
+            self.observe_verdict(v);
+        }
+    }
+
+    /// Counts one record judged at intake (see [`Counters::observe_verdicts`]).
+    pub fn observe_verdict(&self, v: &Verdict) {
+        let verdict = if v.accepted() { "accepted" } else { "rejected" };
+        self.intake
+            .get_or_create(&VerdictLabel {
+                verdict: verdict.into(),
+            })
+            .inc();
+        for f in &v.findings {
+            self.findings
+                .get_or_create(&FindingLabel {
+                    code: label_value(&f.code),
+                    severity: label_value(f.severity.as_str()),
                 })
                 .inc();
-            for f in &v.findings {
-                self.findings
-                    .get_or_create(&FindingLabel {
-                        code: label_value(&f.code),
-                        severity: label_value(f.severity.as_str()),
-                    })
-                    .inc();
-            }
         }
     }
 }
@@ -379,6 +390,50 @@ pub fn render(counters: &Counters, gauges: &LedgerGauges) -> String {
     // Writing to a String cannot fail.
     let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &reg);
     out
+}
+
+/// `GET /metrics` (open: it names no customer). The ledger is read on a blocking thread with
+/// its own connection.
+pub async fn get_metrics(State(state): State<Arc<AgentState>>) -> Response {
+    let st = Arc::clone(&state);
+    let read = tokio::task::spawn_blocking(move || {
+        let ledger = st.open_ledger()?;
+        let v = st.validator();
+        LedgerGauges::read(&ledger, v.contracts(), v.settings(), Utc::now())
+    })
+    .await;
+    match read {
+        Ok(Ok(gauges)) => (
+            [(header::CONTENT_TYPE, CONTENT_TYPE)],
+            render(&state.metrics, &gauges),
+        )
+            .into_response(),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "/metrics: cannot read the ledger");
+            crate::agent::http::error(StatusCode::SERVICE_UNAVAILABLE, "the ledger cannot be read")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "/metrics: the reader failed");
+            crate::agent::http::error(StatusCode::INTERNAL_SERVER_ERROR, "the reader failed")
+        }
+    }
+}
+
+/// What the send loop calls after each pass (on its own thread, with its own ledger): the
+/// counters, the alerts about the rows it finished, and (at most once a minute) the check
+/// for silent contracts. Never blocks on the webhook.
+pub fn after_tick(state: &AgentState, ledger: &Ledger, tick: &Tick<'_>) {
+    state.metrics.observe(tick);
+    state.alerts.on_tick(tick);
+    let v = state.validator();
+    if let Err(e) = state.alerts.check_silent_at_most_every(
+        ledger,
+        v.contracts(),
+        tick.now,
+        chrono::Duration::minutes(1),
+    ) {
+        tracing::error!(error = %e, "alerts: cannot check for silent contracts");
+    }
 }
 
 #[cfg(test)]

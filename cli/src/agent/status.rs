@@ -19,12 +19,19 @@
 //! the page writes it with `textContent` only, and its Content-Security-Policy allows no
 //! inline script ([`PAGE_HEADERS`]).
 
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use metergate_core::time::{format_rfc3339, parse_rfc3339};
 use metergate_core::{window, Contract, ContractSet, Marketplace, Settings};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::agent::http::error;
+use crate::agent::AgentState;
 use crate::ledger::observe::{GroupCounts, RowQuery, View};
 use crate::ledger::{Ledger, LedgerError, LedgerRow};
 
@@ -310,4 +317,84 @@ pub fn summary(
         "truncated": truncated,
         "products": products,
     })))
+}
+
+/// `GET /` and `GET /status/{file}`: the page's files, with [`PAGE_HEADERS`].
+pub async fn get_asset(uri: Uri) -> Response {
+    let Some((content_type, body)) = asset(uri.path()) else {
+        return error(StatusCode::NOT_FOUND, "no such file");
+    };
+    let mut res = ([(header::CONTENT_TYPE, content_type)], body).into_response();
+    for (k, v) in PAGE_HEADERS {
+        res.headers_mut()
+            .insert(HeaderName::from_static(k), HeaderValue::from_static(v));
+    }
+    res
+}
+
+/// Which of the two JSON endpoints.
+#[derive(Clone, Copy)]
+enum Endpoint {
+    Summary,
+    Rows,
+}
+
+async fn answer(
+    state: Arc<AgentState>,
+    headers: &HeaderMap,
+    uri: &Uri,
+    which: Endpoint,
+) -> Response {
+    // The same token as the rest of /v1/: a bearer header, or HTTP Basic with the token as
+    // the password. Checked before anything else is read.
+    if !state.auth.basic_or_bearer_ok(headers) {
+        return crate::agent::auth::unauthorized();
+    }
+    let params = match Query::<Params>::try_from_uri(uri) {
+        Ok(Query(p)) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("query string: {e}")),
+    };
+    let read = tokio::task::spawn_blocking(move || {
+        let ledger = state.open_ledger()?;
+        let v = state.validator();
+        let now = Utc::now();
+        match which {
+            Endpoint::Summary => summary(&ledger, v.contracts(), &params, now),
+            Endpoint::Rows => rows(&ledger, v.contracts(), v.settings(), &params, now),
+        }
+    })
+    .await;
+    let mut res = match read {
+        Ok(Ok(Ok(body))) => (StatusCode::OK, axum::Json(body)).into_response(),
+        Ok(Ok(Err(e))) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "status page: cannot read the ledger");
+            error(StatusCode::SERVICE_UNAVAILABLE, "the ledger cannot be read")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "status page: the reader failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "the reader failed")
+        }
+    };
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// `GET /v1/status/summary`.
+pub async fn get_summary(
+    State(state): State<Arc<AgentState>>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    answer(state, &headers, &uri, Endpoint::Summary).await
+}
+
+/// `GET /v1/status/rows`.
+pub async fn get_rows(
+    State(state): State<Arc<AgentState>>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    answer(state, &headers, &uri, Endpoint::Rows).await
 }
