@@ -357,6 +357,10 @@ pub fn render(counters: &Counters, gauges: &LedgerGauges) -> String {
         answers,
     );
     let pending = Family::<MarketLabel, Gauge>::default();
+    // Every marketplace has a pending count, 0 included, so that rules on it never see a gap.
+    for m in Marketplace::ALL {
+        pending.get_or_create(&market(m.as_str())).set(0);
+    }
     let oldest = Family::<MarketLabel, Gauge>::default();
     for (m, n, age) in &gauges.unfinished {
         pending
