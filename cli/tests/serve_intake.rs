@@ -214,8 +214,8 @@ fn auth_and_status_codes() {
     let r = s.get("/readyz");
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["contracts"], 2);
-    // Not built yet: a clear 501.
-    assert_eq!(s.get("/metrics").status, 501);
+    // /metrics is open (S4 observe; its content is tested in serve_observe_http.rs).
+    assert_eq!(s.get("/metrics").status, 200);
     assert_eq!(s.get("/nowhere").status, 404);
 }
 

@@ -294,9 +294,14 @@ async fn serve(opts: ServeOptions, loaded: config::Loaded) -> Result<(), AgentEr
         let _ = tx.send(LoopMsg::Stop);
     }
     state.intake.stop();
+    let alerts = state.alerts.clone();
     let joined = tokio::task::spawn_blocking(move || {
         let _ = writer.join();
         let _ = sender.join();
+        // S4 observe: alerts of the last pass get a few seconds to reach the webhook.
+        if !alerts.flush(std::time::Duration::from_secs(5)) {
+            tracing::warn!("stopping with alerts still undelivered");
+        }
     })
     .await;
     if joined.is_err() {
