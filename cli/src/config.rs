@@ -227,6 +227,10 @@ pub fn split_cli_sections(mut value: serde_json::Value) -> (serde_json::Value, s
             }
         }
     }
+    // `[import.*]` is read by `metergate import` and `serve` (crate::import), not the core.
+    if let Some(root) = value.as_object_mut() {
+        root.remove("import");
+    }
     (value, serde_json::Value::Object(removed))
 }
 
