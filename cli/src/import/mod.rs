@@ -632,7 +632,7 @@ pub fn write_report(
     }
     for c in &report.contracts {
         let mut text = format!(
-            "{} {}/{}/{} ({}):",
+            "{} {}/{}/{} ({})",
             c.outcome.as_str(),
             c.marketplace,
             c.product,
@@ -641,7 +641,7 @@ pub fn write_report(
         );
         if let (Some(t), Some(cur)) = (c.total, &c.currency) {
             text.push_str(&format!(
-                " total {t} {cur}, billed before {}, now {} ({} {}), carried {}",
+                ": total {t} {cur}, billed before {}, now {} ({} {}), carried {}",
                 c.billed_before,
                 c.billed_now,
                 c.quantity,
