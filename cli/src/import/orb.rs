@@ -362,3 +362,49 @@ pub fn import_once(
         dry_run,
     )?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn config_section() {
+        let none = OrbConfig::from_config(&json!({"aws": {}})).unwrap();
+        assert!(none.is_none());
+        let c = OrbConfig::from_config(&json!({"import": {"orb": {"every": "30m"}}}))
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.every, chrono::Duration::minutes(30));
+        assert!(c.url.is_none());
+        let d = OrbConfig::from_config(&json!({"import": {"orb": {}}}))
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.every, chrono::Duration::hours(1));
+        for bad in [
+            json!({"import": {"orb": {"every": "soon"}}}),
+            json!({"import": {"orb": {"every": "10s"}}}),
+            json!({"import": {"orb": {"evry": "1h"}}}),
+            json!({"import": {"orb": {"url": 5}}}),
+            json!({"import": {"orb": "1h"}}),
+        ] {
+            assert!(OrbConfig::from_config(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cumulative_totals_per_billing_period() {
+        let answer = json!({"data": [
+            {"timeframe_start": "2026-02-01T00:00:00Z", "timeframe_end": "2026-02-27T00:00:00Z",
+             "subtotal": "40.00", "total": "50.00", "per_price_costs": []},
+            {"timeframe_start": "2026-02-01T00:00:00Z", "timeframe_end": "2026-03-01T00:00:00Z",
+             "subtotal": "45.10", "total": "50.00", "per_price_costs": []},
+            {"timeframe_start": "2026-03-01T00:00:00Z", "timeframe_end": "2026-03-02T00:00:00Z",
+             "subtotal": "1.005", "total": "1.005", "per_price_costs": []}
+        ]});
+        assert_eq!(total_of(&answer).unwrap().to_string(), "51.005");
+        assert!(total_of(&json!({"data": [{"timeframe_start": "x"}]})).is_err());
+        assert!(total_of(&json!({})).is_err());
+        assert_eq!(total_of(&json!({"data": []})).unwrap(), Decimal::ZERO);
+    }
+}
