@@ -7,6 +7,7 @@
 //! [`commands::check::Checker`] (judging rows in order with whole-input indices).
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod agent;
 pub mod commands;
 pub mod config;
 pub mod contracts;
@@ -61,6 +62,9 @@ pub enum Command {
     /// Turn a billing platform's costs into usage: `import orb` (Orb's API) or `import costs
     /// FILE` (a CSV/JSON cost export). Bills what is owed since the last import, once.
     Import(commands::import::ImportArgs),
+    /// Run the metering agent: an HTTP intake (POST /v1/usage), judged and committed to the
+    /// ledger before the answer, and a send loop that submits what is pending.
+    Serve(commands::serve::ServeArgs),
 }
 
 /// Runs the command line of this process.
@@ -77,6 +81,7 @@ pub fn run() -> ExitCode {
         Command::Deadlines(a) => commands::deadlines::run(a),
         Command::Contracts(a) => commands::contracts::run(a),
         Command::Import(a) => commands::import::run(a),
+        Command::Serve(a) => commands::serve::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

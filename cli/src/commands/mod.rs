@@ -9,4 +9,5 @@ pub mod heartbeat;
 pub mod import;
 pub mod ledger;
 pub mod resume;
+pub mod serve;
 pub mod submit;
