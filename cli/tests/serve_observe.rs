@@ -78,7 +78,7 @@ const CONTRACTS: &str = r#"[
   "dimensions":[{"name":"api_calls"}]},
  {"marketplace":"azure","product":"offer-b","customer":"<script>alert(1)</script>","status":"active",
   "starts_at":"2026-01-01T00:00:00Z","resource_id":"6f7e3a52-1c0d-4f7a-9e49-2b8f3c1d0a11",
-  "plan":"basic","dimensions":[{"name":"gb"}]}
+  "plan":"basic","dimensions":[{"name":"gb"}],"properties":{"region":"eu-west","tier":"gold"}}
 ]"#;
 
 /// A ledger with rows in every view: returns it with the rows by name.
@@ -716,6 +716,10 @@ fn status_summary_groups_per_contract() {
     assert_eq!(acme["contract"]["status"], "active");
     let az = groups.iter().find(|g| g["marketplace"] == "azure").unwrap();
     assert_eq!(az["contract"]["plan"], "basic");
+    assert_eq!(
+        az["contract"]["properties"],
+        json!({"region": "eu-west", "tier": "gold"})
+    );
     assert_eq!(
         (az["pending"].as_u64(), az["failed"].as_u64()),
         (Some(1), Some(1))

@@ -190,10 +190,10 @@ impl Params {
     }
 }
 
-/// What the page shows of a contract. Contract properties (the "Contract properties"
-/// issue, #21) belong here as a `properties` member once contracts carry them.
+/// What the page shows of a contract, with the seller's labels (`properties`, #21).
 fn contract_json(c: &Contract) -> Value {
     json!({
+        "properties": c.properties,
         "status": c.status_text(),
         "state": c.status.as_str(),
         "plan": c.plan,

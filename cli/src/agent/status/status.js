@@ -139,12 +139,13 @@
       b.addEventListener("click", function () { setCustomer(g.customer); });
       c.appendChild(b);
       tr.appendChild(c);
-      // The contract, when the agent knows it. Contract properties (issue #21) will be shown
-      // in this cell once the API returns them.
+      // The contract, when the agent knows it, with the seller's labels (properties).
       var ct = el("td");
       if (g.contract) {
         ct.appendChild(el("span", g.contract.status));
         if (g.contract.plan) ct.appendChild(el("span", "plan " + g.contract.plan, "sub"));
+        var props = g.contract.properties || {};
+        Object.keys(props).forEach(function (k) { ct.appendChild(el("span", k + ": " + props[k], "sub")); });
         if (g.contract.cancelled_at) ct.appendChild(el("span", "cancelled " + fmtTime(g.contract.cancelled_at), "sub"));
       } else {
         ct.appendChild(el("span", "unknown", "muted"));
