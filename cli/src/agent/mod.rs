@@ -1,0 +1,3 @@
+//! `metergate serve`: the always-on metering agent (issue #18).
+
+pub mod events;
