@@ -310,10 +310,16 @@ impl Oidc {
 /// A ledger with tests/events/contracts.json imported, via `metergate contracts import`.
 pub fn store_with_contracts(dir: &Path) -> PathBuf {
     let ledger = dir.join("ledger.db");
+    import_contracts(&ledger, &root().join("tests/events/contracts.json"));
+    ledger
+}
+
+/// `metergate contracts import FILE` into `ledger`.
+pub fn import_contracts(ledger: &Path, file: &Path) {
     let out = submit_support::metergate_cmd()
-        .env("METERGATE_LEDGER", &ledger)
+        .env("METERGATE_LEDGER", ledger)
         .args(["contracts", "import"])
-        .arg(root().join("tests/events/contracts.json"))
+        .arg(file)
         .output()
         .unwrap();
     assert!(
@@ -321,7 +327,6 @@ pub fn store_with_contracts(dir: &Path) -> PathBuf {
         "import: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    ledger
 }
 
 /// (status, cancelled_at) of a stored contract, by customer key.

@@ -30,11 +30,19 @@ pub mod pubsub;
 pub mod sns;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
 use metergate_core::Marketplace;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::{AgentState, Wake};
 use crate::contracts::events::{self, Applied, Effect, Event, EventError, Outcome};
 use crate::contracts::store::{Store, StoreError};
 
@@ -251,4 +259,94 @@ async fn blocking(f: impl FnOnce() -> Reply + Send + 'static) -> Reply {
         Ok(r) => r,
         Err(e) => Reply::new(503, "store-failed", e.to_string()),
     }
+}
+
+/// The three routes, for [`super::http::router`]: `POST /v1/events/aws|azure|gcp`, outside
+/// the bearer-token rule. The verifiers are built here from `[serve.events]` (the start
+/// already refused a bad section, see [`check_config`]).
+pub fn routes(state: &Arc<AgentState>) -> Router<Arc<AgentState>> {
+    let built = EventsConfig::from_config(&state.config).and_then(Verifiers::new);
+    if let Err(e) = &built {
+        tracing::error!(error = %e, "lifecycle event endpoints disabled");
+    }
+    let v = Arc::new(built);
+    let aws = Arc::clone(&v);
+    let azure = Arc::clone(&v);
+    let gcp = v;
+    Router::new()
+        .route(
+            "/v1/events/aws",
+            post(move |State(s): State<Arc<AgentState>>, body: Bytes| async move {
+                let r = match aws.as_ref() {
+                    Ok(v) => handle_aws(v, s.options.ledger.clone(), &body).await,
+                    Err(e) => Reply::new(503, "misconfigured", e.clone()),
+                };
+                finish(&s, Marketplace::Aws, r).await
+            }),
+        )
+        .route(
+            "/v1/events/azure",
+            post(move |State(s): State<Arc<AgentState>>, body: Bytes| async move {
+                let r = match azure.as_ref() {
+                    Ok(v) => handle_azure(v, s.options.ledger.clone(), &body).await,
+                    Err(e) => Reply::new(503, "misconfigured", e.clone()),
+                };
+                finish(&s, Marketplace::Azure, r).await
+            }),
+        )
+        .route(
+            "/v1/events/gcp",
+            post(
+                move |State(s): State<Arc<AgentState>>, headers: HeaderMap, body: Bytes| async move {
+                    let auth = headers
+                        .get(axum::http::header::AUTHORIZATION)
+                        .and_then(|h| h.to_str().ok());
+                    let r = match gcp.as_ref() {
+                        Ok(v) => handle_gcp(v, s.options.ledger.clone(), auth, &body).await,
+                        Err(e) => Reply::new(503, "misconfigured", e.clone()),
+                    };
+                    finish(&s, Marketplace::Gcp, r).await
+                },
+            ),
+        )
+}
+
+/// Reads `[serve.events]` and builds the verifiers once, so a bad section stops the start.
+pub fn check_config(config: &Value) -> Result<(), String> {
+    EventsConfig::from_config(config)
+        .and_then(Verifiers::new)
+        .map(|_| ())
+}
+
+/// Reloads the contracts after a change, wakes the send loop after a cancellation, logs, and
+/// turns the [`Reply`] into the answer.
+async fn finish(state: &Arc<AgentState>, marketplace: Marketplace, r: Reply) -> Response {
+    let detail = r.body.get("detail").and_then(Value::as_str).unwrap_or("");
+    let outcome = r.body.get("outcome").and_then(Value::as_str).unwrap_or("");
+    match r.status {
+        200..=299 => {
+            tracing::info!(%marketplace, status = r.status, outcome, detail = %crate::text::clean(detail), "lifecycle event")
+        }
+        _ => {
+            tracing::warn!(%marketplace, status = r.status, outcome, detail = %crate::text::clean(detail), "lifecycle event refused")
+        }
+    }
+    if r.changed {
+        let st = Arc::clone(state);
+        let reloaded = tokio::task::spawn_blocking(move || st.reload_contracts()).await;
+        match reloaded {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot reload the contracts after an event"),
+            Err(e) => tracing::error!(error = %e, "cannot reload the contracts after an event"),
+        }
+    }
+    if let Some(k) = r.wake {
+        state.wake(Wake::Contract {
+            marketplace: k.marketplace,
+            product: k.product,
+            customer: k.customer,
+        });
+    }
+    let code = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (code, Json(r.body)).into_response()
 }
