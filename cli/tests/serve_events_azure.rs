@@ -1,5 +1,6 @@
 //! Microsoft SaaS webhooks are confirmed with Get Operation before they are applied, against
-//! tests/peers/azure_saas_fake.py (Entra ID tokens + the fulfillment API), counted at the fake.
+//! tests/peers/azure_saas_fake.py (Entra ID tokens + the fulfillment API), counted at the fake,
+//! and Prism serving Microsoft's saasapi.v2.json (the request passes Microsoft's schema).
 //! One test in this binary: it sets the Entra ID environment the confirmer reads.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -134,6 +135,34 @@ async fn webhooks_are_confirmed_with_get_operation() {
         .iter()
         .all(|c| c["http"] == 200 || c["http"] == 404));
 
+    // Microsoft's own spec (Prism): the Get Operation request passes its schema. Prism answers
+    // the spec's example operation, which is not this webhook's: refused as a mismatch, not
+    // as a bad request.
+    if let Some(prism) = Prism::start() {
+        let cfg = json!({"serve": {"events": {"azure": {"endpoint": format!("http://127.0.0.1:{}", prism.port)}}}});
+        let pv = Verifiers::new(EventsConfig::from_config(&cfg).unwrap()).unwrap();
+        let r = events::handle_azure(&pv, ledger.clone(), unsubscribe.to_string().as_bytes()).await;
+        let out = prism.out.lock().unwrap().clone();
+        assert!(
+            out.iter().any(|l| l.contains("Request received")),
+            "{out:#?}"
+        );
+        let violations: Vec<&String> = out
+            .iter()
+            .filter(|l| {
+                l.contains("Violation")
+                    || l.contains("violation")
+                    || l.contains("UNPROCESSABLE")
+                    || l.contains("UNAUTHORIZED")
+            })
+            .collect();
+        assert!(violations.is_empty(), "{violations:#?}");
+        assert_eq!(
+            (r.status, r.body["outcome"].clone()),
+            (401, json!("unverified"))
+        );
+    }
+
     // The API unreachable: 503, so Microsoft delivers again; nothing changes.
     let _ = child.0.kill();
     let _ = child.0.wait();
@@ -144,4 +173,78 @@ async fn webhooks_are_confirmed_with_get_operation() {
         (r.status, r.body["outcome"].clone()),
         (503, json!("unavailable"))
     );
+}
+
+/// Prism serving Microsoft's saasapi.v2.json; `None` when the peers are skipped.
+struct Prism {
+    child: std::process::Child,
+    port: u16,
+    out: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Prism {
+    fn start() -> Option<Prism> {
+        use std::io::BufRead;
+        let bin = root().join(".peers/prism/node_modules/.bin/prism");
+        let shared = std::env::var_os("METERGATE_SHARED_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| root().join("../shared"));
+        let spec = shared.join("peers/azure/saasapi.v2.json");
+        if !bin.exists() || !spec.exists() {
+            if std::env::var("METERGATE_SKIP_PEERS").is_ok_and(|v| v == "1") {
+                eprintln!("skipped: Prism or the SaaS spec is missing and METERGATE_SKIP_PEERS=1");
+                return None;
+            }
+            panic!(
+                "the Azure peer is not installed: need {} (scripts/setup.sh) and {}; or set METERGATE_SKIP_PEERS=1",
+                bin.display(),
+                spec.display()
+            );
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = std::process::Command::new(&bin)
+            .args(["mock", "-h", "127.0.0.1", "-p", &port.to_string()])
+            .arg(&spec)
+            .env("NO_COLOR", "1")
+            .env("FORCE_COLOR", "0")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("prism starts");
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let out = std::sync::Arc::clone(&out);
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    if line.contains("Prism is listening") {
+                        let _ = tx.send(());
+                    }
+                    out.lock().unwrap().push(line);
+                }
+            });
+        }
+        if rx.recv_timeout(std::time::Duration::from_secs(60)).is_err() {
+            let _ = child.kill();
+            panic!("prism did not start: {:?}", out.lock().unwrap());
+        }
+        Some(Prism { child, port, out })
+    }
+}
+
+impl Drop for Prism {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
