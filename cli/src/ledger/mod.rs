@@ -45,7 +45,8 @@ pub const DEFAULT_LEDGER: &str = "metergate-ledger.sqlite";
 
 /// Schema migrations, in order; version `n` is `MIGRATIONS[n - 1]`. Version 2 adds the
 /// contract store (`contracts`, `contract_history`; see [`crate::contracts::store`]);
-/// version 3 the agent's intake tables (see [`intake`]).
+/// version 3 the agent's intake tables (see [`intake`]); version 4 the cost imports
+/// (`cost_imports`, `cost_periods`; see [`crate::import`]).
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE records (
@@ -129,6 +130,36 @@ CREATE TABLE intake_records (
     row        INTEGER REFERENCES records(id),
     created_at TEXT NOT NULL
 );
+"#,
+    // Version 4: cost imports (`metergate import orb|costs`, crate::import): what each billing platform
+    // last reported per contract, and the per-period amounts of cost files. What was billed
+    // is never stored here: it is read from `records` (rows whose source is `orb:...` or
+    // `costs:...`), so it cannot drift from what was sent.
+    r#"
+CREATE TABLE IF NOT EXISTS cost_imports (
+    platform    TEXT NOT NULL,
+    marketplace TEXT NOT NULL,
+    product     TEXT NOT NULL,
+    customer    TEXT NOT NULL,
+    reference   TEXT,
+    since       TEXT NOT NULL,
+    currency    TEXT,
+    last_total  TEXT,
+    last_at     TEXT,
+    PRIMARY KEY (platform, marketplace, product, customer)
+);
+CREATE TABLE IF NOT EXISTS cost_periods (
+    marketplace TEXT NOT NULL,
+    product     TEXT NOT NULL,
+    customer    TEXT NOT NULL,
+    period_end  TEXT NOT NULL,
+    amount      TEXT NOT NULL,
+    currency    TEXT NOT NULL,
+    source      TEXT,
+    imported_at TEXT NOT NULL,
+    PRIMARY KEY (marketplace, product, customer, period_end)
+);
+CREATE INDEX IF NOT EXISTS records_source ON records(marketplace, product, customer, dimension, source);
 "#,
 ];
 
