@@ -7,6 +7,7 @@
 //! [`commands::check::Checker`] (judging rows in order with whole-input indices).
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod agent;
 pub mod commands;
 pub mod config;
 pub mod contracts;

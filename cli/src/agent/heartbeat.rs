@@ -1,0 +1,294 @@
+//! AWS heartbeats in the agent: zero-quantity records for an hour without usage, written
+//! only after that hour has closed plus a grace (`[serve.heartbeat]`).
+//!
+//! ```toml
+//! [serve.heartbeat]
+//! enabled = true    # the default; AWS only (Azure refuses zero, Google needs none)
+//! after = "15m"     # write an hour's heartbeats this long after the hour ends
+//! ```
+//!
+//! The records come from the core ([`metergate_core::heartbeat::heartbeats`]) for every
+//! dimension of every active AWS contract without usage in the hour, in the ledger's rows
+//! or in its open or closed hourly sums ([`plan`], shared with `metergate heartbeat`). Each is
+//! judged by the core like any record, and the hour's heartbeats plus the mark "this hour is
+//! done" (`heartbeat_hours`) are written in one transaction: after a crash an hour has all its
+//! heartbeats or none, and never gets them twice.
+//!
+//! A heartbeat row is ordinary ledger history: usage for its key that arrives later gets
+//! `duplicate-request` from the core (a different quantity for a key already sent). The
+//! agent's intake learns about new heartbeat rows from
+//! [`crate::agent::scheduler::TickReport::written`].
+
+use std::cell::RefCell;
+
+use chrono::{DateTime, Duration, Utc};
+use metergate_core::aggregate::metric_key;
+use metergate_core::heartbeat::heartbeats;
+use metergate_core::settings::Span;
+use metergate_core::time::{add, format_rfc3339, hour_floor};
+use metergate_core::{ContractSet, Marketplace, UsageRecord, Validator, VerdictKind};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Deserialize;
+
+use crate::agent::hourly::{raw_of, ConfigError};
+use crate::ledger::{enqueue_in, Enqueued, Ledger, LedgerError, NewRow};
+
+/// The default grace after an hour ends before its heartbeats are written.
+pub const DEFAULT_AFTER: Duration = Duration::minutes(15);
+
+/// After a pause (the agent was down), hours this far back are still given heartbeats.
+pub const CATCH_UP_HOURS: i64 = 5;
+
+/// `[serve.heartbeat]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeartbeatConfig {
+    /// On (the default) or off.
+    pub enabled: bool,
+    /// How long after an hour ends its heartbeats are written.
+    pub after: Duration,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> HeartbeatConfig {
+        HeartbeatConfig {
+            enabled: true,
+            after: DEFAULT_AFTER,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Section {
+    enabled: Option<bool>,
+    after: Option<Span>,
+}
+
+impl HeartbeatConfig {
+    /// Reads `serve.heartbeat` from the config (as JSON; TOML converted).
+    pub fn from_config(raw: &serde_json::Value) -> Result<HeartbeatConfig, ConfigError> {
+        let Some(v) = raw.get("serve").and_then(|s| s.get("heartbeat")) else {
+            return Ok(HeartbeatConfig::default());
+        };
+        let s: Section = serde_json::from_value(v.clone()).map_err(|e| ConfigError {
+            section: "serve.heartbeat".into(),
+            message: format!("{e} (keys: enabled = true|false, after = \"15m\")"),
+        })?;
+        let mut cfg = HeartbeatConfig::default();
+        if let Some(b) = s.enabled {
+            cfg.enabled = b;
+        }
+        if let Some(a) = s.after {
+            if a.0 >= Duration::hours(5) {
+                return Err(ConfigError {
+                    section: "serve.heartbeat".into(),
+                    message: format!(
+                        "after {a} must be under 5h: AWS takes a record for at most 6 hours"
+                    ),
+                });
+            }
+            cfg.after = a.0;
+        }
+        Ok(cfg)
+    }
+
+    /// The latest hour whose heartbeats are due at `now`: it ended at least `after` ago.
+    pub fn latest_due(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        hour_floor(add(now, -self.after)) - Duration::hours(1)
+    }
+}
+
+/// True when the ledger holds usage for this key in the hour: a row in `pending`, `sending`,
+/// `accepted` or `duplicate`, or an hourly sum that is open or closed (not refused).
+fn has_usage(
+    conn: &Connection,
+    c: (Marketplace, &str, &str),
+    dimension: &str,
+    hour: DateTime<Utc>,
+) -> rusqlite::Result<bool> {
+    let start = hour_floor(hour).timestamp();
+    let (mp, product, customer) = c;
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM records WHERE marketplace = ?1 AND product = ?2 \
+         AND customer = ?3 AND dimension = ?4 AND start_secs >= ?5 AND start_secs < ?5 + 3600 \
+         AND status IN ('pending', 'sending', 'accepted', 'duplicate')) \
+         OR EXISTS (SELECT 1 FROM hourly_sums WHERE marketplace = ?1 AND product = ?2 \
+         AND customer = ?3 AND metric = ?6 AND hour_secs = ?5 AND status != 'refused')",
+        params![
+            mp.as_str(),
+            product,
+            customer,
+            dimension,
+            start,
+            metric_key(mp, product, dimension)
+        ],
+        |r| r.get::<_, bool>(0),
+    )
+}
+
+fn plan_on(
+    conn: Option<&Connection>,
+    path: &str,
+    contracts: &ContractSet,
+    hour: DateTime<Utc>,
+) -> Result<Vec<UsageRecord>, LedgerError> {
+    let failure: RefCell<Option<rusqlite::Error>> = RefCell::new(None);
+    let beats = heartbeats(contracts, hour, |c, dim| {
+        let Some(conn) = conn else { return false };
+        match has_usage(conn, (c.marketplace, &c.product, &c.customer), dim, hour) {
+            Ok(b) => b,
+            Err(e) => {
+                failure.borrow_mut().get_or_insert(e);
+                true
+            }
+        }
+    });
+    match failure.into_inner() {
+        Some(source) => Err(LedgerError::Sqlite {
+            path: path.to_owned(),
+            source,
+        }),
+        None => Ok(beats),
+    }
+}
+
+/// The heartbeats of `hour` (the core's [`heartbeats`]) given what the ledger holds; without
+/// a ledger, every dimension of every active AWS contract. Shared by `metergate heartbeat`
+/// and the agent.
+pub fn plan(
+    ledger: Option<&mut Ledger>,
+    contracts: &ContractSet,
+    hour: DateTime<Utc>,
+) -> Result<Vec<UsageRecord>, LedgerError> {
+    match ledger {
+        Some(l) => {
+            let path = l.path().to_owned();
+            plan_on(Some(l.connection()), &path, contracts, hour)
+        }
+        None => plan_on(None, "", contracts, hour),
+    }
+}
+
+/// The heartbeats written for one hour.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HourBeats {
+    /// The hour.
+    pub hour: DateTime<Utc>,
+    /// The new ledger rows (`pending`).
+    pub rows: Vec<i64>,
+    /// Heartbeats the core refused (e.g. outside the look-back), not written.
+    pub refused: usize,
+}
+
+/// The hours whose heartbeats are due at `now` and not yet written, oldest first. A ledger
+/// that never had heartbeats starts at the latest due hour (no back-fill of hours before the
+/// agent ran); after a pause, up to [`CATCH_UP_HOURS`] are caught up.
+pub fn due_hours(
+    ledger: &mut Ledger,
+    cfg: &HeartbeatConfig,
+    now: DateTime<Utc>,
+) -> Result<Vec<DateTime<Utc>>, LedgerError> {
+    if !cfg.enabled {
+        return Ok(Vec::new());
+    }
+    let path = ledger.path().to_owned();
+    let e = |source| LedgerError::Sqlite {
+        path: path.clone(),
+        source,
+    };
+    let latest = cfg.latest_due(now);
+    let last: Option<i64> = ledger
+        .connection()
+        .query_row("SELECT MAX(hour_secs) FROM heartbeat_hours", [], |r| {
+            r.get(0)
+        })
+        .map_err(e)?;
+    let first = match last {
+        None => latest,
+        Some(l) => {
+            let after =
+                DateTime::<Utc>::from_timestamp(l, 0).unwrap_or(latest) + Duration::hours(1);
+            after.max(latest - Duration::hours(CATCH_UP_HOURS - 1))
+        }
+    };
+    let mut out = Vec::new();
+    let mut h = first;
+    while h <= latest {
+        out.push(h);
+        h += Duration::hours(1);
+    }
+    Ok(out)
+}
+
+/// Writes the heartbeats of one hour, judged by the core at `now`, and marks the hour done,
+/// in one transaction. `None` when the hour was already done.
+pub fn write_hour(
+    ledger: &mut Ledger,
+    validator: &Validator,
+    hour: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Option<HourBeats>, LedgerError> {
+    let hour = hour_floor(hour);
+    let path = ledger.path().to_owned();
+    let e = |source| LedgerError::Sqlite {
+        path: path.clone(),
+        source,
+    };
+    let tx = ledger.write_transaction()?;
+    let done: Option<i64> = tx
+        .query_row(
+            "SELECT written FROM heartbeat_hours WHERE hour_secs = ?1",
+            [hour.timestamp()],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(e)?;
+    if done.is_some() {
+        return Ok(None);
+    }
+    let beats = plan_on(Some(&tx), &path, validator.contracts(), hour)?;
+    let name = format!("heartbeat {}", format_rfc3339(hour));
+    let mut rows = Vec::new();
+    let mut refused = 0usize;
+    for (i, b) in beats.iter().enumerate() {
+        let verdict = validator.check_one(raw_of(b), now);
+        if verdict.verdict != VerdictKind::Accepted {
+            refused += 1;
+            continue;
+        }
+        let c = validator
+            .contracts()
+            .find(b.marketplace, &b.product, &b.customer)
+            .map(|(_, c)| c);
+        match crate::submit::wire_values(b, c) {
+            Ok(wire) => rows.push(NewRow {
+                record: b.clone(),
+                source: Some(format!("{name}:{}", i + 1)),
+                wire,
+            }),
+            Err(_) => refused += 1,
+        }
+    }
+    let mut ids = Vec::new();
+    for x in enqueue_in(&tx, &path, &rows)? {
+        if let Enqueued::New(id) | Enqueued::Requeued(id) = x {
+            ids.push(id);
+        }
+    }
+    tx.execute(
+        "INSERT INTO heartbeat_hours (hour_secs, hour, written, done_at) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            hour.timestamp(),
+            format_rfc3339(hour),
+            ids.len() as i64,
+            format_rfc3339(now)
+        ],
+    )
+    .map_err(e)?;
+    tx.commit().map_err(e)?;
+    Ok(Some(HourBeats {
+        hour,
+        rows: ids,
+        refused,
+    }))
+}
