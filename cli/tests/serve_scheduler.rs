@@ -311,11 +311,15 @@ fn heartbeats_wait_for_the_hour_plus_the_grace_and_block_later_usage() {
     let mut s = scheduler(&peer, HourlyConfig::default(), HeartbeatConfig::default());
     let end = hour + Duration::hours(1);
 
-    // 14 minutes after the hour: no heartbeat yet (the grace is 15 minutes).
+    // 14 minutes after the hour: none for it yet (the grace is 15 minutes); the hour before
+    // it is due (a fresh ledger starts at the latest due hour).
     let r = s.tick(&mut l, &v, end + Duration::minutes(14)).unwrap();
-    assert_eq!(r.heartbeats, 0);
-    assert!(r.heartbeat_hours.is_empty());
-    assert!(peer_records(&peer).iter().all(|x| x.4 != 0));
+    let before = hour - Duration::hours(1);
+    assert_eq!(r.heartbeat_hours, [rfc(before)]);
+    assert_eq!(r.heartbeats, 3);
+    assert!(peer_records(&peer)
+        .iter()
+        .all(|x| x.4 != 0 || x.3 == before.timestamp()));
 
     // 15 minutes after: two heartbeats for the hour, written and sent.
     let r = s.tick(&mut l, &v, end + Duration::minutes(15)).unwrap();
@@ -324,7 +328,7 @@ fn heartbeats_wait_for_the_hour_plus_the_grace_and_block_later_usage() {
     assert_eq!(r.written.len(), 2);
     let mut beats: Vec<(String, String, i64)> = peer_records(&peer)
         .into_iter()
-        .filter(|x| x.4 == 0)
+        .filter(|x| x.4 == 0 && x.3 == hour.timestamp())
         .map(|x| (x.1, x.2, x.3))
         .collect();
     beats.sort();
@@ -344,7 +348,7 @@ fn heartbeats_wait_for_the_hour_plus_the_grace_and_block_later_usage() {
     assert_eq!(r2.heartbeats, 0);
     assert_eq!(
         peer_records(&peer).iter().filter(|x| x.4 == 0).count(),
-        2,
+        5,
         "each hour's heartbeats are written once"
     );
 
@@ -352,6 +356,7 @@ fn heartbeats_wait_for_the_hour_plus_the_grace_and_block_later_usage() {
     // (from `written`), and the core says duplicate-request.
     let mut session = v.session(end + Duration::minutes(50));
     for w in &r.written {
+        assert_eq!(w.quantity, Decimal::ZERO);
         assert!(session.add_history(&w.history_entry()));
     }
     let late = record("prod-a", "c2", "calls", 4, hour + Duration::minutes(30));
@@ -640,7 +645,11 @@ fn kill_9_during_a_tick_then_a_new_tick_sends_each_row_exactly_once() {
     let expected: Vec<(String, String, String, DateTime<Utc>, i64)> = data.expected.clone();
 
     let exe = std::env::current_exe().unwrap();
-    for delay_ms in [150u64, 400, 900] {
+    // Kill the first child while it closes hours, the next ones once the peer has seen
+    // a few more calls (mid-send: rows in `sending`, calls retried or half answered).
+    let mut kills = Vec::new();
+    for calls_before_kill in [0usize, 3, 9] {
+        let seen = peer.calls().len();
         let mut child = std::process::Command::new(&exe)
             .args([
                 "--exact",
@@ -656,15 +665,35 @@ fn kill_9_during_a_tick_then_a_new_tick_sends_each_row_exactly_once() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let start = std::time::Instant::now();
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            let done = if calls_before_kill == 0 {
+                start.elapsed() >= std::time::Duration::from_millis(150)
+            } else {
+                peer.calls().len() >= seen + calls_before_kill
+            };
+            if done || start.elapsed() > std::time::Duration::from_secs(120) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
         // SIGKILL.
         let _ = child.kill();
         let _ = child.wait();
+        kills.push((ledger_counts(&ledger), peer.calls().len()));
     }
-    let mid = ledger_counts(&ledger);
-    eprintln!(
-        "after the kills: {mid:?}, peer calls {}",
-        peer.calls().len()
+    eprintln!("after each kill (ledger, calls at the peer): {kills:?}");
+    let (last, calls) = &kills[kills.len() - 1];
+    assert!(
+        *calls >= 12,
+        "the children sent before they were killed: {kills:?}"
+    );
+    assert!(
+        last["pending"] + last["sending"] > 0,
+        "killed mid-work: {kills:?}"
     );
 
     // A new scheduler finishes the work.
