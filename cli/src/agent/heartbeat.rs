@@ -292,3 +292,39 @@ pub fn write_hour(
         refused,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metergate_core::time::parse_rfc3339;
+    use serde_json::json;
+
+    #[test]
+    fn config_and_due_hour() {
+        let d = HeartbeatConfig::from_config(&json!({})).unwrap();
+        assert!(d.enabled);
+        assert_eq!(d.after, Duration::minutes(15));
+        let off =
+            HeartbeatConfig::from_config(&json!({"serve": {"heartbeat": {"enabled": false}}}))
+                .unwrap();
+        assert!(!off.enabled);
+        let c = HeartbeatConfig::from_config(&json!({"serve": {"heartbeat": {"after": "30m"}}}))
+            .unwrap();
+        assert_eq!(c.after, Duration::minutes(30));
+        assert!(
+            HeartbeatConfig::from_config(&json!({"serve": {"heartbeat": {"after": "6h"}}}))
+                .is_err()
+        );
+        assert!(HeartbeatConfig::from_config(&json!({"serve": {"heartbeat": {"x": 1}}})).is_err());
+        // 10:00–11:00 is due at 11:15, not at 11:14:59.
+        let t = |s: &str| parse_rfc3339(s).unwrap();
+        assert_eq!(
+            d.latest_due(t("2026-03-10T11:15:00Z")),
+            t("2026-03-10T10:00:00Z")
+        );
+        assert_eq!(
+            d.latest_due(t("2026-03-10T11:14:59Z")),
+            t("2026-03-10T09:00:00Z")
+        );
+    }
+}

@@ -894,3 +894,58 @@ pub fn has_usage_in_hour(
         )
         .map_err(sqlite(&path))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rec(mp: Marketplace, product: &str) -> UsageRecord {
+        UsageRecord {
+            marketplace: mp,
+            product: product.into(),
+            customer: "c".into(),
+            dimension: "d".into(),
+            quantity: Decimal::ONE,
+            start_time: DateTime::<Utc>::UNIX_EPOCH,
+            end_time: None,
+            record_id: None,
+            plan: None,
+            allocations: None,
+            attributes: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn config_forms() {
+        let none = HourlyConfig::from_config(&json!({})).unwrap();
+        assert!(!none.enabled());
+        let all = HourlyConfig::from_config(&json!({"serve": {"aggregate": "hourly"}})).unwrap();
+        assert!(all.applies(&rec(Marketplace::Gcp, "x")));
+        let off = HourlyConfig::from_config(&json!({"serve": {"aggregate": "none"}})).unwrap();
+        assert!(!off.enabled());
+        let some = HourlyConfig::from_config(&json!({"serve": {"aggregate": {
+            "aws": "hourly", "azure": "none", "products": ["svc"], "close_after": "2m"}}}))
+        .unwrap();
+        assert!(some.applies(&rec(Marketplace::Aws, "p")));
+        assert!(!some.applies(&rec(Marketplace::Azure, "p")));
+        assert!(some.applies(&rec(Marketplace::Gcp, "svc")));
+        assert_eq!(some.close_after, Duration::minutes(2));
+        // Records with allocations are never summed.
+        let mut tagged = rec(Marketplace::Aws, "p");
+        tagged.allocations = Some(vec![metergate_core::model::Allocation {
+            quantity: Decimal::ONE,
+            tags: Vec::new(),
+        }]);
+        assert!(!some.applies(&tagged));
+        for bad in [
+            json!({"serve": {"aggregate": "daily"}}),
+            json!({"serve": {"aggregate": {"aws": "weekly"}}}),
+            json!({"serve": {"aggregate": {"close_after": "2h"}}}),
+            json!({"serve": {"aggregate": {"typo": 1}}}),
+        ] {
+            let e = HourlyConfig::from_config(&bad).unwrap_err();
+            assert_eq!(e.section, "serve.aggregate");
+        }
+    }
+}
