@@ -376,6 +376,25 @@ fn heartbeats_wait_for_the_hour_plus_the_grace_and_block_later_usage() {
         .collect();
     assert!(codes.iter().any(|c| c == "duplicate-request"), "{codes:?}");
 
+    // In hourly mode the intake stores the event into its hour's sum: the hour is taken by
+    // the heartbeat, so nothing is stored and the answer is duplicate-request.
+    let added = hourly::add_events(&mut l, std::slice::from_ref(&late)).unwrap();
+    assert!(
+        matches!(
+            added[0],
+            Added::Closed {
+                heartbeat: true,
+                record: Some(_),
+                ..
+            }
+        ),
+        "{added:?}"
+    );
+    let f = hourly::closed_finding(&late, &added[0]).unwrap();
+    assert_eq!(f.code, "duplicate-request");
+    assert_eq!(f.field.as_deref(), Some("start_time"));
+    assert!(hourly::open_hours(&mut l).unwrap().is_empty());
+
     // `enabled = false` writes none.
     let mut off = scheduler(&peer, HourlyConfig::default(), no_beats());
     let r3 = off
@@ -421,6 +440,24 @@ fn a_closed_hour_is_sent_once_with_the_unit_rule_and_the_carry() {
     )
     .unwrap();
     assert!(added.iter().all(|a| matches!(a, Added::Open { .. })));
+    // The intake judges events without dedup and without the quantity's form (the sum is
+    // judged for those): a fraction of a unit is fine, a negative quantity or an unknown
+    // dimension is not.
+    let judge = |q: &str, dim: &str| {
+        let mut raw = hourly::raw_of(&record("prod-a", "c1", dim, 1, h2 + Duration::minutes(3)));
+        raw.set("quantity", metergate_core::Field::Number(q.into()));
+        let (verdict, parsed) = hourly::judge_event(&v, raw, 0, h2 + Duration::minutes(4));
+        let codes: Vec<String> = verdict.findings.iter().map(|f| f.code.clone()).collect();
+        (verdict.accepted(), parsed.is_some(), codes)
+    };
+    assert_eq!(judge("2.5", "gb"), (true, true, vec![]));
+    let (ok, _, codes) = judge("-1", "gb");
+    assert!(
+        !ok && codes.contains(&"invalid-quantity".to_owned()),
+        "{codes:?}"
+    );
+    let (ok, parsed, codes) = judge("3", "nope");
+    assert!(!ok && !parsed, "{codes:?}");
     assert!(l.unfinished().unwrap().is_empty(), "events are no rows");
     let mut s = scheduler(&peer, hourly_all(), no_beats());
 

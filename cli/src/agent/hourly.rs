@@ -183,13 +183,16 @@ pub enum Added {
         /// The hour.
         hour: DateTime<Utc>,
     },
-    /// Its hour is already closed: nothing was stored. The intake answers
-    /// `duplicate-request`.
+    /// Its hour is already closed (its sum was made, or a row of its own holds the key: a
+    /// heartbeat, a record sent without aggregation): nothing was stored. The intake answers
+    /// `duplicate-request` ([`closed_finding`]).
     Closed {
         /// The hour.
         hour: DateTime<Utc>,
-        /// The ledger row that carries the hour's sum, if one was written.
+        /// The ledger row that holds the hour's key, if there is one.
         record: Option<i64>,
+        /// True when that row is an AWS heartbeat (quantity zero).
+        heartbeat: bool,
     },
 }
 
@@ -215,9 +218,22 @@ fn sqlite(path: &str) -> impl Fn(rusqlite::Error) -> LedgerError + '_ {
 /// for each whether its hour was still open.
 pub fn add_events(ledger: &mut Ledger, records: &[UsageRecord]) -> Result<Vec<Added>, LedgerError> {
     let path = ledger.path().to_owned();
+    let tx = ledger.write_transaction()?;
+    let out = add_events_in(&tx, &path, records)?;
+    tx.commit().map_err(sqlite(&path))?;
+    Ok(out)
+}
+
+/// [`add_events`] inside the caller's transaction (the intake's group commit writes its
+/// rows, its idempotency entries and the hourly events in one transaction).
+pub fn add_events_in(
+    tx: &rusqlite::Transaction<'_>,
+    path: &str,
+    records: &[UsageRecord],
+) -> Result<Vec<Added>, LedgerError> {
+    let path = path.to_owned();
     let e = sqlite(&path);
     let now = format_rfc3339(Utc::now());
-    let tx = ledger.write_transaction()?;
     let mut out = Vec::with_capacity(records.len());
     {
         let mut find = tx
@@ -233,6 +249,14 @@ pub fn add_events(ledger: &mut Ledger, records: &[UsageRecord]) -> Result<Vec<Ad
                  hour, dimension, plan, quantity, events, min_start, max_start, max_end, status, \
                  created_at, updated_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, ?10, ?10, ?11, 'open', ?12, ?12)",
+            )
+            .map_err(&e)?;
+        let mut taken_by = tx
+            .prepare_cached(
+                "SELECT id, quantity FROM records WHERE marketplace = ?1 AND product = ?2 \
+                 AND customer = ?3 AND dimension = ?4 AND start_secs >= ?5 \
+                 AND start_secs < ?5 + 3600 \
+                 AND status IN ('pending', 'sending', 'accepted', 'duplicate') LIMIT 1",
             )
             .map_err(&e)?;
         let mut update = tx
@@ -272,7 +296,29 @@ pub fn add_events(ledger: &mut Ledger, records: &[UsageRecord]) -> Result<Vec<Ad
                 .map_err(&e)?;
             let start = format_rfc3339(r.start_time);
             let end = r.end_time.map(format_rfc3339);
+            // The hour may already be taken by a row of its own: a heartbeat, or a record
+            // sent without aggregation. Then the event would be a duplicate.
+            let taken: Option<(i64, String)> = if found.is_none() {
+                taken_by
+                    .query_row(
+                        params![mp.as_str(), product, customer, r.dimension, hs],
+                        |x| Ok((x.get(0)?, x.get(1)?)),
+                    )
+                    .optional()
+                    .map_err(&e)?
+            } else {
+                None
+            };
             match found {
+                None if taken.is_some() => {
+                    let (id, q) = taken.unwrap_or_default();
+                    out.push(Added::Closed {
+                        hour,
+                        record: Some(id),
+                        heartbeat: mp == Marketplace::Aws
+                            && Decimal::from_str(&q).is_ok_and(|q| q.is_zero()),
+                    });
+                }
                 None => {
                     insert
                         .execute(params![
@@ -293,7 +339,11 @@ pub fn add_events(ledger: &mut Ledger, records: &[UsageRecord]) -> Result<Vec<Ad
                     out.push(Added::Open { hour });
                 }
                 Some((status, _, _, _, _, _, record)) if status != "open" => {
-                    out.push(Added::Closed { hour, record });
+                    out.push(Added::Closed {
+                        hour,
+                        record,
+                        heartbeat: false,
+                    });
                 }
                 Some((_, q, _, min_s, max_s, max_e, _)) => {
                     let bad = |m: String| LedgerError::Corrupt {
@@ -329,8 +379,68 @@ pub fn add_events(ledger: &mut Ledger, records: &[UsageRecord]) -> Result<Vec<Ad
             }
         }
     }
-    tx.commit().map_err(&e)?;
     Ok(out)
+}
+
+/// Judges one event for an hourly sum, at `now`: every rule of the core (entitlement,
+/// dimension, window, identity, negative quantity, policies) except the ones the hourly sum
+/// settles, which are judged on the sum when the hour closes: dedup (events of one hour share
+/// a key by design) and the quantity's form (whole numbers, units, Microsoft's no-zero).
+/// Returns the verdict and, when accepted, the parsed record (for [`add_events`]).
+pub fn judge_event(
+    validator: &Validator,
+    raw: RawRecord,
+    index: u64,
+    now: DateTime<Utc>,
+) -> (metergate_core::Verdict, Option<UsageRecord>) {
+    let parsed = metergate_core::parse::parse_record(raw.clone()).ok();
+    let verdict = validator.check_one(raw, now);
+    let findings: Vec<_> = verdict
+        .findings
+        .into_iter()
+        .filter(|f| {
+            !(f.code == Code::InvalidQuantity.as_str()
+                && f.rule != "all.quantity"
+                && f.field.as_deref() == Some("quantity"))
+        })
+        .collect();
+    let verdict = metergate_core::Verdict::from_findings(index, verdict.record_id, findings);
+    let parsed = parsed.filter(|_| verdict.verdict == VerdictKind::Accepted);
+    (verdict, parsed)
+}
+
+/// The finding for an event whose hour is already closed ([`Added::Closed`]): a
+/// `duplicate-request` on `start_time`, saying what closed the hour. `None` for
+/// [`Added::Open`].
+pub fn closed_finding(r: &UsageRecord, added: &Added) -> Option<metergate_core::Finding> {
+    let Added::Closed {
+        hour, heartbeat, ..
+    } = added
+    else {
+        return None;
+    };
+    let next = format_rfc3339(add(*hour, Duration::hours(1)));
+    let what = if *heartbeat {
+        "was already closed by a heartbeat (a zero-quantity record)"
+    } else {
+        "is already closed: its sum is in the ledger and goes (or went) to the marketplace"
+    };
+    Some(
+        metergate_core::Finding::new(
+            Code::DuplicateRequest,
+            "serve.hourly",
+            Some("start_time"),
+            format!(
+                "the hour {} of {} {what}; a second record for it would be dropped",
+                format_rfc3339(*hour),
+                r.dimension
+            ),
+        )
+        .hint(format!(
+            "send {} with a time in a later hour (from {next}), or close hours later ([serve.aggregate] close_after)",
+            r.quantity
+        )),
+    )
 }
 
 /// One open hour, as stored.
