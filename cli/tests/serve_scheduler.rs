@@ -544,6 +544,13 @@ fn a_cancellation_sends_that_contracts_rows_and_open_hour_at_once() {
     // c1's current hour is still open (events this hour, before the cancellation).
     let this_hour = record("prod-a", "c1", "calls", 6, now - Duration::seconds(30));
     hourly::add_events(&mut l, std::slice::from_ref(&this_hour)).unwrap();
+    // Shutting down: nothing goes out, everything stays pending for the next start.
+    let mut stopping = scheduler(&peer, HourlyConfig::default(), no_beats()).with_stop(|| true);
+    let r = stopping.tick(&mut l, &v, now).unwrap();
+    assert!(r.finished.is_empty());
+    assert!(peer.calls().is_empty());
+    assert_eq!(status_of(&l, ids[0]), Status::Pending);
+
     let mut s = scheduler(&peer, hourly_all(), no_beats());
     let r = s
         .send_contract_now(&mut l, &v, Marketplace::Aws, "prod-a", "c1", now)

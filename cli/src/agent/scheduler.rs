@@ -20,8 +20,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
+use metergate_core::batch::plan_batches;
 use metergate_core::window::Deadline;
-use metergate_core::{Marketplace, Validator};
+use metergate_core::{Marketplace, UsageRecord, Validator};
 use serde::Serialize;
 
 use crate::agent::heartbeat::{self, HeartbeatConfig};
@@ -145,6 +146,7 @@ pub struct Scheduler {
     cfg: SchedulerConfig,
     links: HashMap<Marketplace, Link>,
     log: Box<dyn FnMut(&str) + Send>,
+    stop: Box<dyn Fn() -> bool + Send>,
 }
 
 impl Scheduler {
@@ -154,7 +156,15 @@ impl Scheduler {
             cfg,
             links: HashMap::new(),
             log: Box::new(|_| {}),
+            stop: Box::new(|| false),
         }
+    }
+
+    /// Asked before each call: when it answers true (shutdown), the tick sends nothing more
+    /// and the rest stays pending. The call in flight always finishes and is recorded.
+    pub fn with_stop(mut self, stop: impl Fn() -> bool + Send + 'static) -> Scheduler {
+        self.stop = Box::new(stop);
+        self
     }
 
     /// Receives one line per call (the send path's `--verbose` lines).
@@ -263,26 +273,35 @@ impl Scheduler {
             }
         }
         ledger.finish(&late)?;
-        // Earliest deadline first; the core's batch planner keeps this order between calls.
+        // Earliest deadline first: the core's batch planner keeps the order (each call is
+        // placed where its first row is), and the calls of every marketplace go out in the
+        // order of their most urgent row.
         live.sort_by(|(a, ra), (b, rb)| a.at.cmp(&b.at).then(ra.id.cmp(&rb.id)));
-        // Marketplaces in the order of their most urgent row.
-        let mut order: Vec<Marketplace> = Vec::new();
-        for (_, r) in &live {
-            if !order.contains(&r.marketplace) {
-                order.push(r.marketplace);
+        let recs: Vec<UsageRecord> = live.iter().map(|(_, r)| r.usage_record()).collect();
+        let batches = plan_batches(&recs);
+        let mut deadlines = HashMap::new();
+        let mut was_sent = BTreeSet::new();
+        for (d, r) in &live {
+            deadlines.insert(r.id, d.clone());
+            if r.status == Status::Sending {
+                was_sent.insert(r.id);
             }
         }
-        for m in order {
-            let mut deadlines = HashMap::new();
-            let mut was_sent = BTreeSet::new();
-            let mut mine = Vec::new();
-            for (d, r) in live.iter().filter(|(_, r)| r.marketplace == m) {
-                deadlines.insert(r.id, d.clone());
-                if r.status == Status::Sending {
-                    was_sent.insert(r.id);
-                }
-                touched.push(r.id);
-                mine.push(r.clone());
+        let mut slots: Vec<Option<LedgerRow>> = live.into_iter().map(|(_, r)| Some(r)).collect();
+        let mut stopped: BTreeSet<Marketplace> = BTreeSet::new();
+        for batch in batches {
+            let m = batch.marketplace;
+            let rows: Vec<LedgerRow> = batch
+                .records
+                .iter()
+                .filter_map(|i| slots.get_mut(*i).and_then(Option::take))
+                .collect();
+            if stopped.contains(&m) || rows.is_empty() {
+                continue;
+            }
+            if (self.stop)() {
+                // Shutting down: what is left stays pending for the next start.
+                break;
             }
             let entry = report.markets.entry(m).or_default();
             if let std::collections::hash_map::Entry::Vacant(v) = self.links.entry(m) {
@@ -294,6 +313,7 @@ impl Scheduler {
                     Err(e) => {
                         entry.errors += 1;
                         entry.stopped = Some(e);
+                        stopped.insert(m);
                         continue;
                     }
                 }
@@ -301,10 +321,11 @@ impl Scheduler {
             let Some(link) = self.links.get_mut(&m) else {
                 continue;
             };
+            touched.extend(rows.iter().map(|r| r.id));
             let mut guard = Guard {
                 inner: link.sender.as_mut(),
-                deadlines,
-                was_sent,
+                deadlines: &deadlines,
+                was_sent: &mut was_sent,
                 now,
                 started,
                 calls: 0,
@@ -314,24 +335,26 @@ impl Scheduler {
             let result = submit::send_rows(
                 ledger,
                 &mut guard,
-                mine,
+                rows,
                 &self.cfg.policy,
                 &mut link.limiter,
                 &mut *self.log,
             );
             entry.calls += guard.calls;
             entry.errors += guard.errors;
-            if guard.last_success > entry.last_success {
-                entry.last_success = guard.last_success;
+            let success = guard.last_success;
+            if success > entry.last_success {
+                entry.last_success = success;
             }
-            if guard.last_success > report.last_success {
-                report.last_success = guard.last_success;
+            if success > report.last_success {
+                report.last_success = success;
             }
             match result {
                 Ok(stats) => entry.stats.add(&stats),
                 Err(SubmitError::Fatal(e)) => {
                     entry.errors += 1;
                     entry.stopped = Some(e);
+                    stopped.insert(m);
                     // Build it again next tick (credentials may have been fixed).
                     self.links.remove(&m);
                 }
@@ -371,8 +394,8 @@ fn queued_id(h: &ClosedHour) -> Option<i64> {
 /// errors and the last success.
 struct Guard<'a> {
     inner: &'a mut (dyn MarketplaceSender + Send),
-    deadlines: HashMap<i64, Deadline>,
-    was_sent: BTreeSet<i64>,
+    deadlines: &'a HashMap<i64, Deadline>,
+    was_sent: &'a mut BTreeSet<i64>,
     now: DateTime<Utc>,
     started: Instant,
     calls: u64,
