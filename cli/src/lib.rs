@@ -58,6 +58,9 @@ pub enum Command {
     /// The contract store: sync from the marketplaces, apply lifecycle events, import,
     /// list, export, history. Judging commands read it when --contracts is not given.
     Contracts(commands::contracts::ContractsArgs),
+    /// Run the metering agent: an HTTP intake (POST /v1/usage), judged and committed to the
+    /// ledger before the answer, and a send loop that submits what is pending.
+    Serve(commands::serve::ServeArgs),
 }
 
 /// Runs the command line of this process.
@@ -73,6 +76,7 @@ pub fn run() -> ExitCode {
         Command::Heartbeat(a) => commands::heartbeat::run(a),
         Command::Deadlines(a) => commands::deadlines::run(a),
         Command::Contracts(a) => commands::contracts::run(a),
+        Command::Serve(a) => commands::serve::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -8,4 +8,5 @@ pub mod explain;
 pub mod heartbeat;
 pub mod ledger;
 pub mod resume;
+pub mod serve;
 pub mod submit;

@@ -26,6 +26,7 @@
 //!
 //! Schema versions are kept in `PRAGMA user_version` and applied in order by [`Ledger::open`].
 
+pub mod intake;
 pub mod report;
 
 use std::fmt;
@@ -45,12 +46,13 @@ pub const LEDGER_ENV: &str = "METERGATE_LEDGER";
 pub const DEFAULT_LEDGER: &str = "metergate-ledger.sqlite";
 
 /// Schema migrations, in order; version `n` is `MIGRATIONS[n - 1]`. Version 2 adds the
-/// contract store (`contracts`, `contract_history`; see [`crate::contracts::store`]).
-/// Version 3 adds the final state `expired` (a table rebuild: SQLite cannot change a CHECK
-/// constraint in place) and the agent's hourly sums, hour carries and heartbeat hours (see
-/// [`crate::agent::hourly`] and [`crate::agent::heartbeat`]). Migrations run with foreign
-/// keys off and are checked with `PRAGMA foreign_key_check` before they commit, as SQLite's
-/// documented table-rebuild procedure requires.
+/// contract store (`contracts`, `contract_history`; see [`crate::contracts::store`]);
+/// version 3 the agent's intake tables (see [`intake`]). Version 4 adds the final state
+/// `expired` (a table rebuild: SQLite cannot change a CHECK constraint in place) and the
+/// agent's hourly sums, hour carries and heartbeat hours (see [`crate::agent::hourly`] and
+/// [`crate::agent::heartbeat`]). Migrations run with foreign keys off and are checked with
+/// `PRAGMA foreign_key_check` before they commit, as SQLite's documented table-rebuild
+/// procedure requires.
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE records (
@@ -119,8 +121,26 @@ CREATE TABLE contract_history (
 CREATE INDEX contract_history_customer ON contract_history(customer);
 CREATE INDEX contract_history_event ON contract_history(event_key);
 "#,
+    // Version 3: the agent's idempotent intake (`metergate serve`, see [`intake`]). The
+    // primary keys are what makes a retried request or record store nothing new.
     r#"
-CREATE TABLE records_v3 (
+CREATE TABLE intake_requests (
+    key        TEXT PRIMARY KEY,
+    status     INTEGER NOT NULL,
+    answer     TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE intake_records (
+    record_id  TEXT PRIMARY KEY,
+    verdict    TEXT NOT NULL,
+    row        INTEGER REFERENCES records(id),
+    created_at TEXT NOT NULL
+);
+"#,
+    // Version 4: the final state `expired` (a rebuild of `records`) and the agent's hourly
+    // sums and heartbeat hours (`metergate serve`, see [`crate::agent`]).
+    r#"
+CREATE TABLE records_v4 (
     id                    INTEGER PRIMARY KEY,
     idem_key              TEXT NOT NULL UNIQUE,
     marketplace           TEXT NOT NULL,
@@ -146,14 +166,14 @@ CREATE TABLE records_v3 (
     sent_at               TEXT,
     finished_at           TEXT
 );
-INSERT INTO records_v3 (id, idem_key, marketplace, product, customer, dimension, start_time,
+INSERT INTO records_v4 (id, idem_key, marketplace, product, customer, dimension, start_time,
     start_secs, end_time, quantity, record_id, source, wire, status, attempts, answer, reason,
     marketplace_record_id, created_at, updated_at, sent_at, finished_at)
 SELECT id, idem_key, marketplace, product, customer, dimension, start_time,
     start_secs, end_time, quantity, record_id, source, wire, status, attempts, answer, reason,
     marketplace_record_id, created_at, updated_at, sent_at, finished_at FROM records;
 DROP TABLE records;
-ALTER TABLE records_v3 RENAME TO records;
+ALTER TABLE records_v4 RENAME TO records;
 CREATE INDEX records_status ON records(status);
 CREATE INDEX records_hour ON records(marketplace, product, customer, dimension, start_secs);
 CREATE TABLE hourly_sums (
@@ -1226,29 +1246,31 @@ pub fn load_history(path: &Path) -> Result<Vec<HistoryEntry>, LedgerError> {
 mod tests {
     use super::*;
 
-    /// A version-2 ledger (before `expired`) keeps every row and transition through the
-    /// table rebuild, and takes `expired` afterwards.
+    /// A version-3 ledger (before `expired`) keeps every row, transition and intake reference
+    /// through the table rebuild, and takes `expired` afterwards.
     #[test]
-    fn migration_3_rebuilds_records_keeping_rows_and_transitions() {
+    fn migration_4_rebuilds_records_keeping_rows_and_references() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("v2.sqlite");
+        let path = dir.path().join("v3.sqlite");
         {
             let conn = Connection::open(&path).unwrap();
-            for sql in &MIGRATIONS[..2] {
+            for sql in &MIGRATIONS[..3] {
                 conn.execute_batch(sql).unwrap();
             }
             conn.execute_batch(
-                "PRAGMA user_version = 2;
+                "PRAGMA user_version = 3;
                  INSERT INTO records (id, idem_key, marketplace, product, customer, dimension,
                    start_time, start_secs, quantity, wire, status, created_at, updated_at)
                  VALUES (7, 'k', 'aws', 'p', 'c', 'd', '2026-03-01T10:00:00Z', 1772359200, '5',
                    '{}', 'pending', 't', 't');
                  INSERT INTO transitions (record, at, from_status, to_status, note)
-                 VALUES (7, 't', NULL, 'pending', 'written');",
+                 VALUES (7, 't', NULL, 'pending', 'written');
+                 INSERT INTO intake_records (record_id, verdict, row, created_at)
+                 VALUES ('r-7', '{}', 7, 't');",
             )
             .unwrap();
             let refused = conn.execute("UPDATE records SET status = 'expired' WHERE id = 7", []);
-            assert!(refused.is_err(), "version 2 has no expired state");
+            assert!(refused.is_err(), "version 3 has no expired state");
         }
         let mut l = Ledger::open(&path).unwrap();
         assert_eq!(l.schema_version().unwrap(), SCHEMA_VERSION);
@@ -1256,6 +1278,15 @@ mod tests {
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].id, 7);
         assert_eq!(l.transitions(7).unwrap().len(), 1);
+        let row: i64 = l
+            .connection()
+            .query_row(
+                "SELECT row FROM intake_records WHERE record_id = 'r-7'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(row, 7);
         l.finish(&[(
             7,
             Outcome {
