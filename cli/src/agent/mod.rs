@@ -124,6 +124,9 @@ pub struct AgentState {
     pub auth: auth::Auth,
     /// The largest request body, in bytes (413 above).
     pub body_limit: usize,
+    /// `[serve] aggregate` and `[serve.heartbeat]`, with the marketplace connection: what
+    /// the send loop's [`scheduler::Scheduler`] and the intake's hourly path use.
+    pub scheduler: scheduler::SchedulerConfig,
     /// Counters for `/metrics`.
     pub metrics: metrics::Counters,
     /// Alert delivery.
@@ -245,7 +248,14 @@ async fn serve(opts: ServeOptions, loaded: config::Loaded) -> Result<(), AgentEr
     }
     let (loop_tx, loop_rx) = mpsc::channel();
     let (intake, intake_rx) = intake::IntakeHandle::new();
+    let scheduler = scheduler::SchedulerConfig::from_config(
+        &loaded.raw,
+        opts.send.options(),
+        opts.send.policy(),
+    )
+    .map_err(|e| AgentError::Config(e.to_string()))?;
     let state = Arc::new(AgentState {
+        scheduler,
         alerts: alerts::Alerter::new(&loaded.raw),
         metrics: metrics::Counters::default(),
         body_limit: loaded.body_limit()?,
