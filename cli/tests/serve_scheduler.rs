@@ -311,15 +311,12 @@ fn heartbeats_wait_for_the_hour_plus_the_grace_and_block_later_usage() {
     let mut s = scheduler(&peer, HourlyConfig::default(), HeartbeatConfig::default());
     let end = hour + Duration::hours(1);
 
-    // 14 minutes after the hour: none for it yet (the grace is 15 minutes); the hour before
-    // it is due (a fresh ledger starts at the latest due hour).
+    // 14 minutes after the hour: none yet (the grace is 15 minutes). The hour before became
+    // due before the agent started: it gets none either (usage for it may still come).
     let r = s.tick(&mut l, &v, end + Duration::minutes(14)).unwrap();
-    let before = hour - Duration::hours(1);
-    assert_eq!(r.heartbeat_hours, [rfc(before)]);
-    assert_eq!(r.heartbeats, 3);
-    assert!(peer_records(&peer)
-        .iter()
-        .all(|x| x.4 != 0 || x.3 == before.timestamp()));
+    assert_eq!(r.heartbeats, 0);
+    assert!(r.heartbeat_hours.is_empty());
+    assert!(peer_records(&peer).iter().all(|x| x.4 != 0));
 
     // 15 minutes after: two heartbeats for the hour, written and sent.
     let r = s.tick(&mut l, &v, end + Duration::minutes(15)).unwrap();
@@ -348,7 +345,7 @@ fn heartbeats_wait_for_the_hour_plus_the_grace_and_block_later_usage() {
     assert_eq!(r2.heartbeats, 0);
     assert_eq!(
         peer_records(&peer).iter().filter(|x| x.4 == 0).count(),
-        5,
+        2,
         "each hour's heartbeats are written once"
     );
 
@@ -395,10 +392,30 @@ fn heartbeats_wait_for_the_hour_plus_the_grace_and_block_later_usage() {
     assert_eq!(f.field.as_deref(), Some("start_time"));
     assert!(hourly::open_hours(&mut l).unwrap().is_empty());
 
-    // `enabled = false` writes none.
+    // A restarted agent gives none to hours that became due while it was down, unless
+    // `catch_up` reaches them; `enabled = false` writes none.
+    let two_later = end + Duration::hours(2) + Duration::minutes(20);
+    let mut restarted = scheduler(&peer, HourlyConfig::default(), HeartbeatConfig::default());
+    assert_eq!(restarted.tick(&mut l, &v, two_later).unwrap().heartbeats, 0);
+    let mut catching = scheduler(
+        &peer,
+        HourlyConfig::default(),
+        HeartbeatConfig {
+            catch_up: Duration::hours(2),
+            ..HeartbeatConfig::default()
+        },
+    );
+    let r = catching.tick(&mut l, &v, two_later).unwrap();
+    assert_eq!(
+        r.heartbeat_hours,
+        [
+            rfc(hour + Duration::hours(1)),
+            rfc(hour + Duration::hours(2))
+        ]
+    );
     let mut off = scheduler(&peer, HourlyConfig::default(), no_beats());
     let r3 = off
-        .tick(&mut l, &v, end + Duration::hours(1) + Duration::minutes(20))
+        .tick(&mut l, &v, end + Duration::hours(4) + Duration::minutes(20))
         .unwrap();
     assert_eq!(r3.heartbeats, 0);
 }

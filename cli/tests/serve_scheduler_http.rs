@@ -155,8 +155,13 @@ fn heartbeats_after_the_grace_then_usage_for_that_hour_is_a_duplicate() {
     };
     let dir = tempfile::tempdir().unwrap();
     let (c, _) = contracts(dir.path(), &["prod-a"], None);
-    // A zero grace: the last complete hour is due at once.
-    let server = start(&peer, dir, &c, "[serve.heartbeat]\nafter = \"0m\"\n");
+    // A zero grace and a catch-up of an hour: the last complete hour is due at once.
+    let server = start(
+        &peer,
+        dir,
+        &c,
+        "[serve.heartbeat]\nafter = \"0m\"\ncatch_up = \"1h\"\n",
+    );
     let last = hours_ago(1);
     wait_until("the heartbeat at the peer", Duration::from_secs(30), || {
         !peer.records().is_empty()
@@ -263,8 +268,12 @@ fn a_restart_sends_what_the_ledger_holds_earliest_deadline_first_and_expires_the
         ],
     );
     let server = start(&peer, dir, &c, "[serve.heartbeat]\nenabled = false\n");
-    wait_until("three calls at the peer", Duration::from_secs(30), || {
+    let ledger = server.ledger();
+    wait_until("every row answered", Duration::from_secs(30), || {
         peer.calls().len() >= 3
+            && Ledger::open_existing(&ledger)
+                .and_then(|l| l.unfinished())
+                .is_ok_and(|u| u.is_empty())
     });
     let order: Vec<String> = peer
         .calls()

@@ -5,7 +5,13 @@
 //! [serve.heartbeat]
 //! enabled = true    # the default; AWS only (Azure refuses zero, Google needs none)
 //! after = "15m"     # write an hour's heartbeats this long after the hour ends
+//! catch_up = "0h"   # at start, also hours that became due this long before (default none)
 //! ```
+//!
+//! An hour gets heartbeats when its due time (its end plus `after`) passes while the agent
+//! runs. Hours that became due while it was not running get none (unless `catch_up` reaches
+//! them): usage for them may still be on its way from clients that buffered it, and a
+//! heartbeat would turn that usage into a duplicate.
 //!
 //! The records come from the core ([`metergate_core::heartbeat::heartbeats`]) for every
 //! dimension of every active AWS contract without usage in the hour, in the ledger's rows
@@ -36,9 +42,6 @@ use crate::ledger::{enqueue_in, Enqueued, Ledger, LedgerError, NewRow};
 /// The default grace after an hour ends before its heartbeats are written.
 pub const DEFAULT_AFTER: Duration = Duration::minutes(15);
 
-/// After a pause (the agent was down), hours this far back are still given heartbeats.
-pub const CATCH_UP_HOURS: i64 = 5;
-
 /// `[serve.heartbeat]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeartbeatConfig {
@@ -46,6 +49,8 @@ pub struct HeartbeatConfig {
     pub enabled: bool,
     /// How long after an hour ends its heartbeats are written.
     pub after: Duration,
+    /// At start, hours that became due up to this long before are given heartbeats too.
+    pub catch_up: Duration,
 }
 
 impl Default for HeartbeatConfig {
@@ -53,6 +58,7 @@ impl Default for HeartbeatConfig {
         HeartbeatConfig {
             enabled: true,
             after: DEFAULT_AFTER,
+            catch_up: Duration::zero(),
         }
     }
 }
@@ -62,6 +68,7 @@ impl Default for HeartbeatConfig {
 struct Section {
     enabled: Option<bool>,
     after: Option<Span>,
+    catch_up: Option<Span>,
 }
 
 impl HeartbeatConfig {
@@ -72,7 +79,9 @@ impl HeartbeatConfig {
         };
         let s: Section = serde_json::from_value(v.clone()).map_err(|e| ConfigError {
             section: "serve.heartbeat".into(),
-            message: format!("{e} (keys: enabled = true|false, after = \"15m\")"),
+            message: format!(
+                "{e} (keys: enabled = true|false, after = \"15m\", catch_up = \"0h\")"
+            ),
         })?;
         let mut cfg = HeartbeatConfig::default();
         if let Some(b) = s.enabled {
@@ -88,6 +97,17 @@ impl HeartbeatConfig {
                 });
             }
             cfg.after = a.0;
+        }
+        if let Some(c) = s.catch_up {
+            if c.0 >= Duration::hours(6) {
+                return Err(ConfigError {
+                    section: "serve.heartbeat".into(),
+                    message: format!(
+                        "catch_up {c} must be under 6h: AWS takes a record for at most 6 hours"
+                    ),
+                });
+            }
+            cfg.catch_up = c.0;
         }
         Ok(cfg)
     }
@@ -180,13 +200,14 @@ pub struct HourBeats {
     pub refused: usize,
 }
 
-/// The hours whose heartbeats are due at `now` and not yet written, oldest first. A ledger
-/// that never had heartbeats starts at the latest due hour (no back-fill of hours before the
-/// agent ran); after a pause, up to [`CATCH_UP_HOURS`] are caught up.
+/// The hours whose heartbeats are due at `now` and not yet written, oldest first: those whose
+/// due time (end plus `after`) passed after `since` (when the agent started) less `catch_up`,
+/// and after the last hour already done.
 pub fn due_hours(
     ledger: &mut Ledger,
     cfg: &HeartbeatConfig,
     now: DateTime<Utc>,
+    since: DateTime<Utc>,
 ) -> Result<Vec<DateTime<Utc>>, LedgerError> {
     if !cfg.enabled {
         return Ok(Vec::new());
@@ -197,20 +218,17 @@ pub fn due_hours(
         source,
     };
     let latest = cfg.latest_due(now);
+    // The first hour whose due time is after `since - catch_up`.
+    let mut first = hour_floor(add(since, -(cfg.after + cfg.catch_up)));
     let last: Option<i64> = ledger
         .connection()
         .query_row("SELECT MAX(hour_secs) FROM heartbeat_hours", [], |r| {
             r.get(0)
         })
         .map_err(e)?;
-    let first = match last {
-        None => latest,
-        Some(l) => {
-            let after =
-                DateTime::<Utc>::from_timestamp(l, 0).unwrap_or(latest) + Duration::hours(1);
-            after.max(latest - Duration::hours(CATCH_UP_HOURS - 1))
-        }
-    };
+    if let Some(next) = last.and_then(|l| DateTime::<Utc>::from_timestamp(l + 3600, 0)) {
+        first = first.max(next);
+    }
     let mut out = Vec::new();
     let mut h = first;
     while h <= latest {
@@ -316,6 +334,9 @@ mod tests {
                 .is_err()
         );
         assert!(HeartbeatConfig::from_config(&json!({"serve": {"heartbeat": {"x": 1}}})).is_err());
+        let c = HeartbeatConfig::from_config(&json!({"serve": {"heartbeat": {"catch_up": "2h"}}}))
+            .unwrap();
+        assert_eq!(c.catch_up, Duration::hours(2));
         // 10:00–11:00 is due at 11:15, not at 11:14:59.
         let t = |s: &str| parse_rfc3339(s).unwrap();
         assert_eq!(

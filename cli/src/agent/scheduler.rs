@@ -147,6 +147,8 @@ pub struct Scheduler {
     links: HashMap<Marketplace, Link>,
     log: Box<dyn FnMut(&str) + Send>,
     stop: Box<dyn Fn() -> bool + Send>,
+    /// The first tick's "now": hours that became due before it get no heartbeats.
+    since: Option<DateTime<Utc>>,
 }
 
 impl Scheduler {
@@ -157,6 +159,7 @@ impl Scheduler {
             links: HashMap::new(),
             log: Box::new(|_| {}),
             stop: Box::new(|| false),
+            since: None,
         }
     }
 
@@ -202,7 +205,8 @@ impl Scheduler {
             written.extend(closed.iter().filter_map(queued_id));
             report.hours_closed = closed;
         }
-        for hour in heartbeat::due_hours(ledger, &self.cfg.heartbeat, now)? {
+        let since = *self.since.get_or_insert(now);
+        for hour in heartbeat::due_hours(ledger, &self.cfg.heartbeat, now, since)? {
             if let Some(b) = heartbeat::write_hour(ledger, validator, hour, now)? {
                 report.heartbeats += b.rows.len() as u64;
                 report
