@@ -15,9 +15,13 @@ Following Microsoft's documented semantics (SaaS fulfillment APIs v2, api-versio
 - GET /saas/subscriptions/{id}/listAvailablePlans?api-version=2018-08-31[&planId=P]: the plans
   of the subscription's offer ({"plans": [...]}, filtered by planId), with
   planComponents.meteringDimensions.
+- GET /saas/subscriptions/{id}/operations/{operationId}?api-version=2018-08-31 (Get
+  Operation): the operation of --state's "operations" list with that id and subscriptionId
+  (404 otherwise), as Microsoft's Operation object (id, activityId, subscriptionId, offerId,
+  publisherId, planId, quantity, action, timeStamp, status).
 - Every call needs a bearer token this fake issued (401 otherwise) and api-version (400).
 - The subscriptions and plans are read from --state (JSON: {"subscriptions": [...],
-  "plans": {"<offerId>": [...]}}) on every call, so a test changes the marketplace by
+  "plans": {"<offerId>": [...]}, "operations": [...]}) on every call, so a test changes the marketplace by
   rewriting the file.
 - Fault injection: --fail-page N answers 500 for page N (0-based) every time; --fail-plans
   answers 500 to every listAvailablePlans call; --forbid answers 403 to everything.
@@ -150,6 +154,14 @@ class Handler(BaseHTTPRequestHandler):
             if q.get("planId"):
                 plans = [p for p in plans if p.get("planId") == q["planId"]]
             return 200, {"plans": plans}
+        m = re.fullmatch(r"/saas/subscriptions/([^/]+)/operations/([^/]+)", path)
+        if m:
+            sid, oid = m.group(1).lower(), m.group(2).lower()
+            op = next((o for o in data.get("operations", [])
+                       if o.get("id", "").lower() == oid and o.get("subscriptionId", "").lower() == sid), None)
+            if op is None:
+                return 404, {"error": {"code": "NotFound", "message": "no operation " + oid}}
+            return 200, op
         return 404, {"error": {"code": "NotFound", "message": "no such path " + path}}
 
 

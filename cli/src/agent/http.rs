@@ -4,7 +4,7 @@
 //! | route | auth | what |
 //! |---|---|---|
 //! | `POST /v1/usage` | bearer | [`super::intake`] |
-//! | `POST /v1/events/aws\|azure\|gcp` | the marketplace's own signature | lifecycle events (not yet: 501) |
+//! | `POST /v1/events/aws\|azure\|gcp` | the marketplace's own proof | lifecycle events, [`super::events`] |
 //! | `GET /healthz` | none | the process is alive |
 //! | `GET /readyz` | none | the ledger is writable and contracts are loaded |
 //! | `GET /metrics` | none | Prometheus text (not yet: 501) |
@@ -35,9 +35,9 @@ pub fn router(state: Arc<AgentState>) -> Router {
     let open = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/v1/events/aws", post(not_yet_events))
-        .route("/v1/events/azure", post(not_yet_events))
-        .route("/v1/events/gcp", post(not_yet_events))
+        // Lifecycle events (S3, agent/events): outside the bearer rule, each marketplace's
+        // own proof is checked there.
+        .merge(super::events::routes(&state))
         .route("/metrics", get(not_yet_metrics))
         .route("/", get(not_yet_status));
     Router::new()
@@ -103,13 +103,6 @@ async fn readyz(State(state): State<Arc<AgentState>>) -> Response {
 
 async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "no such route")
-}
-
-async fn not_yet_events() -> Response {
-    error(
-        StatusCode::NOT_IMPLEMENTED,
-        "not yet: lifecycle events over HTTP are not built in this version; apply them with `metergate contracts event`",
-    )
 }
 
 async fn not_yet_metrics() -> Response {

@@ -18,6 +18,7 @@
 pub mod alerts;
 pub mod auth;
 pub mod config;
+pub mod events;
 pub mod heartbeat;
 pub mod hourly;
 pub mod http;
@@ -240,6 +241,8 @@ async fn serve(opts: ServeOptions, loaded: config::Loaded) -> Result<(), AgentEr
         }
         tracing::warn!("running WITHOUT authentication (--insecure-no-auth, loopback only)");
     }
+    // [serve.events] (S3): a bad section stops the start, not the first event.
+    events::check_config(&loaded.raw).map_err(AgentError::Config)?;
     // The ledger first: it is created and migrated before anything else uses it.
     let ledger = Ledger::open(&opts.ledger)?;
     let validator = build_validator(&opts, &loaded.settings)?;

@@ -47,7 +47,8 @@ pub const DEFAULT_LEDGER: &str = "metergate-ledger.sqlite";
 
 /// Schema migrations, in order; version `n` is `MIGRATIONS[n - 1]`. Version 2 adds the
 /// contract store (`contracts`, `contract_history`; see [`crate::contracts::store`]);
-/// version 3 the agent's intake tables (see [`intake`]). Version 4 adds the final state
+/// version 3 the agent's intake tables (see [`intake`]); version 4 the cost imports
+/// (`cost_imports`, `cost_periods`; see [`crate::import`]). Version 5 adds the final state
 /// `expired` (a table rebuild: SQLite cannot change a CHECK constraint in place) and the
 /// agent's hourly sums, hour carries and heartbeat hours (see [`crate::agent::hourly`] and
 /// [`crate::agent::heartbeat`]). Migrations run with foreign keys off and are checked with
@@ -137,10 +138,40 @@ CREATE TABLE intake_records (
     created_at TEXT NOT NULL
 );
 "#,
-    // Version 4: the final state `expired` (a rebuild of `records`) and the agent's hourly
+    // Version 4: cost imports (`metergate import orb|costs`, crate::import): what each billing platform
+    // last reported per contract, and the per-period amounts of cost files. What was billed
+    // is never stored here: it is read from `records` (rows whose source is `orb:...` or
+    // `costs:...`), so it cannot drift from what was sent.
+    r#"
+CREATE TABLE IF NOT EXISTS cost_imports (
+    platform    TEXT NOT NULL,
+    marketplace TEXT NOT NULL,
+    product     TEXT NOT NULL,
+    customer    TEXT NOT NULL,
+    reference   TEXT,
+    since       TEXT NOT NULL,
+    currency    TEXT,
+    last_total  TEXT,
+    last_at     TEXT,
+    PRIMARY KEY (platform, marketplace, product, customer)
+);
+CREATE TABLE IF NOT EXISTS cost_periods (
+    marketplace TEXT NOT NULL,
+    product     TEXT NOT NULL,
+    customer    TEXT NOT NULL,
+    period_end  TEXT NOT NULL,
+    amount      TEXT NOT NULL,
+    currency    TEXT NOT NULL,
+    source      TEXT,
+    imported_at TEXT NOT NULL,
+    PRIMARY KEY (marketplace, product, customer, period_end)
+);
+CREATE INDEX IF NOT EXISTS records_source ON records(marketplace, product, customer, dimension, source);
+"#,
+    // Version 5: the final state `expired` (a rebuild of `records`) and the agent's hourly
     // sums and heartbeat hours (`metergate serve`, see [`crate::agent`]).
     r#"
-CREATE TABLE records_v4 (
+CREATE TABLE records_v5 (
     id                    INTEGER PRIMARY KEY,
     idem_key              TEXT NOT NULL UNIQUE,
     marketplace           TEXT NOT NULL,
@@ -166,16 +197,18 @@ CREATE TABLE records_v4 (
     sent_at               TEXT,
     finished_at           TEXT
 );
-INSERT INTO records_v4 (id, idem_key, marketplace, product, customer, dimension, start_time,
+INSERT INTO records_v5 (id, idem_key, marketplace, product, customer, dimension, start_time,
     start_secs, end_time, quantity, record_id, source, wire, status, attempts, answer, reason,
     marketplace_record_id, created_at, updated_at, sent_at, finished_at)
 SELECT id, idem_key, marketplace, product, customer, dimension, start_time,
     start_secs, end_time, quantity, record_id, source, wire, status, attempts, answer, reason,
     marketplace_record_id, created_at, updated_at, sent_at, finished_at FROM records;
 DROP TABLE records;
-ALTER TABLE records_v4 RENAME TO records;
+ALTER TABLE records_v5 RENAME TO records;
 CREATE INDEX records_status ON records(status);
 CREATE INDEX records_hour ON records(marketplace, product, customer, dimension, start_secs);
+-- Version 4's index (the cost imports), dropped with the old table.
+CREATE INDEX IF NOT EXISTS records_source ON records(marketplace, product, customer, dimension, source);
 CREATE TABLE hourly_sums (
     marketplace  TEXT NOT NULL,
     product      TEXT NOT NULL,
@@ -1246,19 +1279,19 @@ pub fn load_history(path: &Path) -> Result<Vec<HistoryEntry>, LedgerError> {
 mod tests {
     use super::*;
 
-    /// A version-3 ledger (before `expired`) keeps every row, transition and intake reference
+    /// A version-4 ledger (before `expired`) keeps every row, transition and intake reference
     /// through the table rebuild, and takes `expired` afterwards.
     #[test]
-    fn migration_4_rebuilds_records_keeping_rows_and_references() {
+    fn migration_5_rebuilds_records_keeping_rows_and_references() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("v3.sqlite");
+        let path = dir.path().join("v4.sqlite");
         {
             let conn = Connection::open(&path).unwrap();
-            for sql in &MIGRATIONS[..3] {
+            for sql in &MIGRATIONS[..4] {
                 conn.execute_batch(sql).unwrap();
             }
             conn.execute_batch(
-                "PRAGMA user_version = 3;
+                "PRAGMA user_version = 4;
                  INSERT INTO records (id, idem_key, marketplace, product, customer, dimension,
                    start_time, start_secs, quantity, wire, status, created_at, updated_at)
                  VALUES (7, 'k', 'aws', 'p', 'c', 'd', '2026-03-01T10:00:00Z', 1772359200, '5',
@@ -1270,7 +1303,7 @@ mod tests {
             )
             .unwrap();
             let refused = conn.execute("UPDATE records SET status = 'expired' WHERE id = 7", []);
-            assert!(refused.is_err(), "version 3 has no expired state");
+            assert!(refused.is_err(), "version 4 has no expired state");
         }
         let mut l = Ledger::open(&path).unwrap();
         assert_eq!(l.schema_version().unwrap(), SCHEMA_VERSION);
@@ -1310,12 +1343,12 @@ mod tests {
             .connection()
             .query_row(
                 "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'records' \
-                 AND name IN ('records_status', 'records_hour')",
+                 AND name IN ('records_status', 'records_hour', 'records_source')",
                 [],
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(n, 2);
+        assert_eq!(n, 3);
         drop(l);
         // Opening again changes nothing.
         let l = Ledger::open(&path).unwrap();

@@ -220,6 +220,8 @@ pub fn fetch(opts: &AzureOptions, now: DateTime<Utc>) -> Result<(Vec<Synced>, u6
                                     name,
                                     unit: None,
                                     kind: None,
+                                    price: None,
+                                    currency: None,
                                 });
                             }
                             v

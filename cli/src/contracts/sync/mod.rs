@@ -160,6 +160,8 @@ pub fn merge(old: &Contract, s: &Synced, now: DateTime<Utc>) -> Contract {
                         name: d.name.clone(),
                         unit: d.unit,
                         kind: d.kind,
+                        price: d.price,
+                        currency: d.currency.clone(),
                     })
             })
             .collect();
