@@ -99,7 +99,7 @@ fn subscription(i: usize, status: &str, plan: &str) -> Value {
     json!({
         "id": sub_id(i),
         "publisherId": "contosopublisher",
-        "offerId": if i % 2 == 0 { "offer-even" } else { "offer-odd" },
+        "offerId": if i.is_multiple_of(2) { "offer-even" } else { "offer-odd" },
         "name": format!("sub {i}"),
         "saasSubscriptionStatus": status,
         "beneficiary": {"emailId": "b@example.com", "objectId": "11111111-2222-4333-8444-555555555555", "tenantId": "66666666-7777-4888-9999-000000000000"},

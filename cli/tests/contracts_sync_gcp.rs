@@ -86,7 +86,7 @@ fn ent(i: usize, state: &str, product: &str) -> Value {
         "account": format!("providers/example-partner-id/accounts/acct-{i:04}"),
         "provider": "example-partner-id",
         "product": product,
-        "plan": if i % 2 == 0 { "standard" } else { "premium" },
+        "plan": if i.is_multiple_of(2) { "standard" } else { "premium" },
         "state": state,
         "usageReportingId": format!("project_number:{}", 100_000 + i),
         "createTime": "2026-01-02T03:04:05.123456Z",

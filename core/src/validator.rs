@@ -283,6 +283,31 @@ fn dedup_finding_of(rec: &UsageRecord, prior: Prior, contracts: &ContractSet) ->
             )
             .hint("drop the repeat; it changes nothing".into()),
         ),
+        // A zero from the ledger is a heartbeat: it closed the hour (metergate heartbeat, or
+        // the agent's heartbeats after the hour plus a grace).
+        (Marketplace::Aws, Prior::Different(seen))
+            if seen.quantity.is_zero() && matches!(seen.origin, Origin::History(_)) =>
+        {
+            Some(
+                Finding::new(
+                    Code::DuplicateRequest,
+                    rule,
+                    Some("start_time"),
+                    format!(
+                        "{key_text} was already closed by a heartbeat (a zero-quantity record in the ledger{}); AWS would keep the zero and drop this {}",
+                        other_customer(rec, &seen, contracts),
+                        rec.quantity
+                    ),
+                )
+                .suggest(
+                    format!(
+                        "the hour's heartbeat is already sent: carry {} into the hour {next}",
+                        rec.quantity
+                    ),
+                    carry(rec, hour, "the hour's heartbeat is already sent and no later hour can carry it"),
+                ),
+            )
+        }
         (Marketplace::Aws, Prior::Different(seen)) => Some(
             Finding::new(
                 Code::DuplicateRequest,

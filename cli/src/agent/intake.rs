@@ -50,6 +50,7 @@ use metergate_core::{Code, Session, Summary, Validator, Verdict};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use super::hourly::{self, HourlyConfig};
 use super::http::error;
 use super::{AgentError, AgentState};
 use crate::input::{InputFormat, InputRecord, RecordReader, Row};
@@ -369,12 +370,13 @@ impl Writer {
     fn judge_group(&mut self, reqs: Vec<Req>) -> Result<Vec<Answer>, AgentError> {
         self.ensure_session()?;
         let Writer {
+            state,
             ledger,
             session,
             seq,
-            state,
             ..
         } = self;
+        let hourly = &state.scheduler.hourly;
         let Some((session, validator)) = session.as_mut() else {
             return Err(AgentError::Stopped);
         };
@@ -384,7 +386,8 @@ impl Writer {
         let mut rebuild = false;
         for r in reqs {
             *seq += 1;
-            let (a, unsure) = judge_request(&tx, session, validator, r, *seq, &state.metrics)?;
+            let (a, unsure) =
+                judge_request(&tx, session, validator, hourly, r, *seq, &state.metrics)?;
             rebuild |= unsure;
             answers.push(a);
         }
@@ -408,6 +411,7 @@ fn judge_request(
     tx: &IntakeTx<'_>,
     session: &mut Session<'static>,
     validator: &Validator,
+    hourly: &HourlyConfig,
     req: Req,
     seq: u64,
     metrics: &crate::agent::metrics::Counters,
@@ -455,7 +459,19 @@ fn judge_request(
                 },
                 Row::Unreadable { .. } => None,
             };
+            // `[serve] aggregate = "hourly"`: the event is judged on its own (no dedup, no
+            // quantity form: the hour's sum settles those) and added to its hour's sum.
+            let summed = match &rec.row {
+                Row::Record(raw) if hourly.enabled() => {
+                    metergate_core::parse::parse_record(raw.clone())
+                        .is_ok_and(|r| hourly.applies(&r))
+                }
+                _ => false,
+            };
             let (mut v, parsed) = match rec.row {
+                Row::Record(raw) if summed => {
+                    hourly::judge_event(validator, raw, index, session.now())
+                }
                 Row::Record(raw) => session.check_full(raw),
                 Row::Unreadable { finding, record_id } => (
                     Verdict::from_findings(index, record_id, vec![finding]),
@@ -469,7 +485,21 @@ fn judge_request(
                 .any(|f| f.code == Code::DuplicateIgnored.as_str());
             let mut stored = v.accepted();
             let mut row_id = None;
-            if v.accepted() && !repeat {
+            if summed {
+                if let Some(record) = parsed.filter(|_| v.accepted()) {
+                    let added = tx.add_hourly(std::slice::from_ref(&record))?;
+                    if let Some(f) = added
+                        .first()
+                        .and_then(|a| hourly::closed_finding(&record, a))
+                    {
+                        // Its hour is closed (summed, or taken by a heartbeat): refused.
+                        let mut findings = std::mem::take(&mut v.findings);
+                        findings.push(f);
+                        v = Verdict::from_findings(index, v.record_id.take(), findings);
+                        stored = false;
+                    }
+                }
+            } else if v.accepted() && !repeat {
                 if let Some(record) = parsed {
                     let c = validator
                         .contracts()

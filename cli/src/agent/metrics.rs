@@ -37,37 +37,9 @@ use crate::ledger::{Ledger, LedgerError, LedgerRow};
 /// The `Content-Type` of [`render`]'s text.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
-/// What one tick of the send loop did, as metrics and alerts read it. Built from the
-/// scheduler's report (`agent::scheduler::TickReport`) like this, then handed to
-/// [`after_tick`] with the loop's ledger:
-///
-/// ```ignore
-/// let mut tick = metrics::Tick::new(&report.finished, now);
-/// for (m, r) in &report.markets {
-///     tick.calls.insert(*m, r.calls);
-///     tick.errors.insert(*m, r.errors);
-///     if let Some(t) = r.last_success {
-///         tick.last_success.insert(*m, t);
-///     }
-/// }
-/// tick.refused_sums = report
-///     .hours_closed
-///     .iter()
-///     .filter_map(|h| match &h.end {
-///         hourly::HourEnd::Refused { codes, reason } => Some(metrics::RefusedSum {
-///             marketplace: h.hour.marketplace,
-///             product: h.hour.product.clone(),
-///             customer: h.hour.customer.clone(),
-///             dimension: h.hour.dimension.clone(),
-///             hour: h.hour.hour,
-///             codes: codes.clone(),
-///             reason: reason.clone(),
-///         }),
-///         _ => None,
-///     })
-///     .collect();
-/// metrics::after_tick(state, ledger, &tick);
-/// ```
+/// What one tick of the send loop did, as metrics and alerts read it. The send loop builds it
+/// from the scheduler's report (`agent::scheduler::TickReport`, in `send_loop::metrics_tick`)
+/// and hands it to [`after_tick`] with the loop's ledger.
 #[derive(Clone, Debug)]
 pub struct Tick<'a> {
     /// Rows that reached a final state in this tick, with their status, answer and reason.

@@ -7,8 +7,9 @@
 //! - [`auth`]: bearer tokens for `/v1/` (constant-time compare);
 //! - [`intake`]: `POST /v1/usage`, judged by the core at the real clock with the ledger's
 //!   history, idempotent, and committed to the ledger (group commit) before the answer;
-//! - [`send_loop`]: every `--send-interval`, or at once on a [`Wake`], the unfinished rows go out
-//!   with the existing senders ([`crate::submit`]), in a dedicated thread;
+//! - [`send_loop`]: every `--send-interval`, or at once on a [`Wake`], runs the [`scheduler`]
+//!   in a dedicated thread: [`hourly`] sums closed, [`heartbeat`]s written, and the unfinished
+//!   rows sent earliest deadline first with the existing senders ([`crate::submit`]);
 //! - [`config`]: the config file, and the sections only the agent reads.
 //!
 //! Shared state is one [`AgentState`] behind an `Arc`. SQLite connections are per task: the
@@ -18,9 +19,12 @@ pub mod alerts;
 pub mod auth;
 pub mod config;
 pub mod events;
+pub mod heartbeat;
+pub mod hourly;
 pub mod http;
 pub mod intake;
 pub mod metrics;
+pub mod scheduler;
 pub mod send_loop;
 pub mod status;
 
@@ -122,6 +126,9 @@ pub struct AgentState {
     pub auth: auth::Auth,
     /// The largest request body, in bytes (413 above).
     pub body_limit: usize,
+    /// `[serve] aggregate` and `[serve.heartbeat]`, with the marketplace connection: what
+    /// the send loop's [`scheduler::Scheduler`] and the intake's hourly path use.
+    pub scheduler: scheduler::SchedulerConfig,
     /// Counters for `/metrics`.
     pub metrics: metrics::Counters,
     /// Alert delivery.
@@ -245,7 +252,14 @@ async fn serve(opts: ServeOptions, loaded: config::Loaded) -> Result<(), AgentEr
     }
     let (loop_tx, loop_rx) = mpsc::channel();
     let (intake, intake_rx) = intake::IntakeHandle::new();
+    let scheduler = scheduler::SchedulerConfig::from_config(
+        &loaded.raw,
+        opts.send.options(),
+        opts.send.policy(),
+    )
+    .map_err(|e| AgentError::Config(e.to_string()))?;
     let state = Arc::new(AgentState {
+        scheduler,
         // S4 observe: alerts start their delivery thread when [alerts] webhook is set.
         alerts: alerts::Alerter::start(
             alerts::AlertsConfig::from_config(&loaded.raw)

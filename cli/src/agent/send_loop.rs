@@ -1,27 +1,29 @@
-//! The send loop: every `--send-interval`, or at once on a [`Wake`], the ledger's unfinished
-//! rows go out with the existing senders ([`crate::submit`]): first the rows past their
-//! deadline are ended unsent ([`submit::expire_late`]), then the rest, one marketplace after
-//! the other, one call (at most 25 records of one product) at a time.
+//! The send loop: every `--send-interval`, or at once on a [`Wake`], one
+//! [`Scheduler::tick`]: due hourly sums are closed, due heartbeats written, rows past their
+//! deadline ended `expired` (or `failed` when an earlier call may have landed), and the other
+//! unfinished rows sent earliest deadline first with the existing senders
+//! ([`crate::submit`]). On [`Wake::Contract`] (a cancellation event) the loop runs
+//! [`Scheduler::send_contract_now`] for that contract first: its open hours are closed and its
+//! rows sent at once.
 //!
 //! The senders are synchronous, so the loop runs in its own thread with its own ledger
-//! connection. Between two calls it looks at the shutdown flag: on SIGTERM the call in flight
-//! finishes and is recorded, and the rest stays `pending` for the next start.
+//! connection. Before each call the scheduler looks at the shutdown flag: on SIGTERM the call
+//! in flight finishes and is recorded, and the rest stays `pending` for the next start.
+//!
+//! After each pass, rows the intake must know about (heartbeats, hourly sums, rows that left
+//! the dedup history) make it reload its history ([`AgentState::ledger_changed`]).
 
-use std::collections::BTreeMap;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use chrono::Utc;
-use metergate_core::Marketplace;
 
+use super::hourly::HourEnd;
+use super::scheduler::{Scheduler, TickReport};
 use super::{AgentError, AgentState, LoopMsg, Wake};
-use crate::ledger::{Ledger, LedgerError, LedgerRow};
-use crate::submit::{self, RateLimiter, RunStats, SubmitError};
-
-/// The most rows per call handed to a sender (AWS and Microsoft take 25 per call).
-pub const CALL_ROWS: usize = 25;
+use crate::ledger::Ledger;
 
 /// Starts the send loop thread.
 pub(crate) fn spawn(
@@ -37,12 +39,26 @@ pub(crate) fn spawn(
         })
 }
 
-fn run(state: &AgentState, rx: &mpsc::Receiver<LoopMsg>) {
+fn scheduler(state: &Arc<AgentState>) -> Scheduler {
+    let verbose = state.options.send.verbose;
+    let stop = Arc::clone(state);
+    Scheduler::new(state.scheduler.clone())
+        .with_log(move |line: &str| {
+            if verbose {
+                tracing::info!(call = %crate::text::clean(line), "send");
+            }
+        })
+        .with_stop(move || stop.stopping())
+}
+
+fn run(state: &Arc<AgentState>, rx: &mpsc::Receiver<LoopMsg>) {
     let interval = state.options.send_interval;
+    let mut sched = scheduler(state);
     let mut ledger: Option<Ledger> = None;
     let mut next = Instant::now();
     loop {
         let wait = next.saturating_duration_since(Instant::now());
+        let mut contract = None;
         match rx.recv_timeout(wait) {
             Ok(LoopMsg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
             Ok(LoopMsg::Wake(w)) => {
@@ -50,9 +66,10 @@ fn run(state: &AgentState, rx: &mpsc::Receiver<LoopMsg>) {
                     marketplace,
                     product,
                     customer,
-                } = &w
+                } = w
                 {
-                    tracing::info!(%marketplace, product = %crate::text::clean(product), customer = %crate::text::clean(customer), "send now: contract event");
+                    tracing::info!(%marketplace, product = %crate::text::clean(&product), customer = %crate::text::clean(&customer), "send now: contract event");
+                    contract = Some((marketplace, product, customer));
                 }
             }
             Err(RecvTimeoutError::Timeout) => next = Instant::now() + interval,
@@ -70,23 +87,14 @@ fn run(state: &AgentState, rx: &mpsc::Receiver<LoopMsg>) {
             }
         }
         let Some(l) = ledger.as_mut() else { continue };
-        match pass(state, l) {
-            Ok(Some((stats, expired))) => {
-                tracing::info!(
-                    rows = stats.rows,
-                    calls = stats.calls,
-                    accepted = stats.accepted,
-                    rejected = stats.rejected,
-                    duplicate = stats.duplicate,
-                    failed = stats.failed,
-                    expired,
-                    "send pass"
-                );
-                if expired > 0 || stats.rejected + stats.failed > 0 {
-                    state.ledger_changed();
-                }
-            }
-            Ok(None) => {}
+        let v = state.validator();
+        let now = Utc::now();
+        let result = match &contract {
+            Some((m, p, c)) => sched.send_contract_now(l, &v, *m, p, c, now),
+            None => sched.tick(l, &v, now),
+        };
+        match result {
+            Ok(report) => after_pass(state, l, &report),
             Err(e) => {
                 tracing::error!(error = %e, "send loop: ledger error");
                 ledger = None;
@@ -95,95 +103,68 @@ fn run(state: &AgentState, rx: &mpsc::Receiver<LoopMsg>) {
     }
 }
 
-/// One pass. `None` when there was nothing to send.
-fn pass(state: &AgentState, ledger: &mut Ledger) -> Result<Option<(RunStats, usize)>, LedgerError> {
-    let rows = ledger.unfinished()?;
-    if rows.is_empty() {
-        // S4 observe: the silence check runs on idle passes too.
-        let empty = Vec::new();
-        super::metrics::after_tick(
-            state,
-            ledger,
-            &super::metrics::Tick::new(&empty, Utc::now()),
+/// Logs a pass, hands it to metrics and alerts, and tells the intake when the ledger changed
+/// under it.
+fn after_pass(state: &AgentState, ledger: &mut Ledger, report: &TickReport) {
+    for (m, r) in &report.markets {
+        if let Some(why) = &r.stopped {
+            tracing::error!(marketplace = %m, error = %crate::text::clean(why), "cannot send; rows stay unfinished");
+        }
+        if r.calls > 0 || r.stats.expired > 0 || r.stats.failed > 0 {
+            tracing::info!(
+                marketplace = %m,
+                calls = r.calls,
+                errors = r.errors,
+                accepted = r.stats.accepted,
+                rejected = r.stats.rejected,
+                duplicate = r.stats.duplicate,
+                failed = r.stats.failed,
+                expired = r.stats.expired,
+                "send pass"
+            );
+        }
+    }
+    for h in report.hours_refused() {
+        tracing::warn!(marketplace = %h.hour.marketplace, hour = %metergate_core::time::format_rfc3339(h.hour.hour), "an hourly sum was refused by the core and not sent");
+    }
+    if report.heartbeats > 0 || !report.hours_closed.is_empty() {
+        tracing::info!(
+            heartbeats = report.heartbeats,
+            hours_closed = report.hours_closed.len(),
+            "hours"
         );
-        return Ok(None);
     }
-    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-    let mut calls: BTreeMap<Marketplace, (u64, u64)> = BTreeMap::new();
-    let v = state.validator();
-    let now = Utc::now();
-    let (rows, expired) = submit::expire_late(ledger, rows, v.contracts(), v.settings(), now)?;
-    let mut total = RunStats::default();
-    let opts = state.options.send.options();
-    let policy = state.options.send.policy();
-    let verbose = state.options.send.verbose;
-    let mut log = |line: &str| {
-        if verbose {
-            tracing::info!(call = %crate::text::clean(line), "send");
+    super::metrics::after_tick(state, ledger, &metrics_tick(report));
+    let left_history = report.finished.iter().any(|r| !r.status.counts_as_sent());
+    if !report.written.is_empty() || left_history {
+        state.ledger_changed();
+    }
+
+    /// The scheduler's report as metrics and alerts read it.
+    fn metrics_tick(report: &TickReport) -> super::metrics::Tick<'_> {
+        let mut tick = super::metrics::Tick::new(&report.finished, Utc::now());
+        for (m, r) in &report.markets {
+            tick.calls.insert(*m, r.calls);
+            tick.errors.insert(*m, r.errors);
+            if let Some(t) = r.last_success {
+                tick.last_success.insert(*m, t);
+            }
         }
-    };
-    for m in Marketplace::ALL {
-        let mine: Vec<LedgerRow> = rows
-            .iter()
-            .filter(|r| r.marketplace == m)
-            .cloned()
+        tick.refused_sums = report
+            .hours_refused()
+            .filter_map(|h| match &h.end {
+                HourEnd::Refused { codes, reason } => Some(super::metrics::RefusedSum {
+                    marketplace: h.hour.marketplace,
+                    product: h.hour.product.clone(),
+                    customer: h.hour.customer.clone(),
+                    dimension: h.hour.dimension.clone(),
+                    hour: h.hour.hour,
+                    codes: codes.clone(),
+                    reason: reason.clone(),
+                }),
+                _ => None,
+            })
             .collect();
-        if mine.is_empty() {
-            continue;
-        }
-        let mut sender = match submit::sender_for(m, &opts) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(marketplace = %m, error = %crate::text::clean(&e), "cannot send; rows stay pending");
-                calls.entry(m).or_default().1 += 1;
-                continue;
-            }
-        };
-        let mut limiter = RateLimiter::new(sender.max_calls_per_second());
-        let mut by_product: BTreeMap<String, Vec<LedgerRow>> = BTreeMap::new();
-        for r in mine {
-            by_product.entry(r.product.clone()).or_default().push(r);
-        }
-        'calls: for (_, rows) in by_product {
-            for chunk in rows.chunks(CALL_ROWS) {
-                if state.stopping() {
-                    break 'calls;
-                }
-                match submit::send_rows(
-                    ledger,
-                    sender.as_mut(),
-                    chunk.to_vec(),
-                    &policy,
-                    &mut limiter,
-                    &mut log,
-                ) {
-                    Ok(s) => {
-                        let c = calls.entry(m).or_default();
-                        c.0 += s.calls;
-                        c.1 += s.retried_calls;
-                        total.add(&s);
-                    }
-                    Err(SubmitError::Ledger(e)) => return Err(e),
-                    Err(SubmitError::Fatal(e)) => {
-                        calls.entry(m).or_default().1 += 1;
-                        tracing::error!(marketplace = %m, error = %crate::text::clean(&e), "cannot send; rows stay unfinished");
-                        break 'calls;
-                    }
-                }
-            }
-        }
+        tick
     }
-    // S4 observe: metrics and alerts for the rows this pass ended.
-    let finished: Vec<LedgerRow> = ledger
-        .rows(&ids)?
-        .into_iter()
-        .filter(|r| r.status.is_final())
-        .collect();
-    let mut tick = super::metrics::Tick::new(&finished, Utc::now());
-    for (m, (n, errors)) in calls {
-        tick.calls.insert(m, n);
-        tick.errors.insert(m, errors);
-    }
-    super::metrics::after_tick(state, ledger, &tick);
-    Ok(Some((total, expired)))
 }

@@ -141,7 +141,7 @@ pub fn check_inputs(
             };
             sink.verdict(&verdict, src, row)?;
             n = n.wrapping_add(1);
-            if n % 16384 == 0 {
+            if n.is_multiple_of(16384) {
                 if let Some(b) = &bar {
                     b.set_position(done_bytes + reader.bytes_read());
                     b.set_message(format!("{} records", checker.summary().records));

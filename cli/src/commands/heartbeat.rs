@@ -5,20 +5,20 @@
 //! for the current hour would make a later real record of that hour a duplicate, which AWS
 //! drops. The records come from the core (`heartbeat::heartbeats`), are judged like any
 //! other (so a heartbeat outside the look-back is rejected, not sent), and go through the same
-//! ledger and state machine as `submit`.
+//! ledger and state machine as `submit`. The plan (which dimensions have no usage, in the
+//! ledger's rows or in the agent's hourly sums) is shared with `metergate serve`
+//! ([`crate::agent::heartbeat::plan`]).
 
-use std::cell::RefCell;
 use std::io::{self, BufWriter, IsTerminal};
 use std::path::PathBuf;
 
-use metergate_core::heartbeat::heartbeats;
 use metergate_core::time::{format_rfc3339, hour_floor, parse_rfc3339};
-use metergate_core::{Field, RawRecord, VerdictKind};
+use metergate_core::VerdictKind;
 
 use crate::commands::check::Checker;
 use crate::commands::submit::{ledger_err, load_setup, report_run, send_unfinished, SendArgs};
 use crate::error::CliError;
-use crate::ledger::{self, Enqueued, Ledger, LedgerError, NewRow};
+use crate::ledger::{self, Enqueued, Ledger, NewRow};
 use crate::output::{self, OutRow, OutputFormat, SourceRef};
 use crate::submit;
 
@@ -77,20 +77,8 @@ pub fn run(args: &HeartbeatArgs) -> Result<u8, CliError> {
     if let Some(l) = &ledger {
         setup.history = l.history().map_err(ledger_err)?;
     }
-    let failure: RefCell<Option<LedgerError>> = RefCell::new(None);
-    let beats = heartbeats(setup.validator.contracts(), hour, |c, dim| {
-        let Some(l) = &ledger else { return false };
-        match l.has_usage_in_hour(c.marketplace, &c.product, &c.customer, dim, hour) {
-            Ok(b) => b,
-            Err(e) => {
-                failure.borrow_mut().get_or_insert(e);
-                true
-            }
-        }
-    });
-    if let Some(e) = failure.into_inner() {
-        return Err(ledger_err(e));
-    }
+    let beats = crate::agent::heartbeat::plan(ledger.as_mut(), setup.validator.contracts(), hour)
+        .map_err(ledger_err)?;
 
     let stdout = io::stdout();
     let tty = stdout.is_terminal();
@@ -110,13 +98,7 @@ pub fn run(args: &HeartbeatArgs) -> Result<u8, CliError> {
     let mut rows = Vec::new();
     let mut unsendable = 0u64;
     for (i, b) in beats.iter().enumerate() {
-        let mut raw = RawRecord::default();
-        raw.set("marketplace", Field::Text(b.marketplace.as_str().into()));
-        raw.set("product", Field::Text(b.product.clone()));
-        raw.set("customer", Field::Text(b.customer.clone()));
-        raw.set("dimension", Field::Text(b.dimension.clone()));
-        raw.set("quantity", Field::Number("0".into()));
-        raw.set("start_time", Field::Text(format_rfc3339(b.start_time)));
+        let raw = crate::agent::hourly::raw_of(b);
         let kept = sink.wants_rows().then(|| raw.clone());
         let (verdict, parsed) = checker.judge(crate::input::Row::Record(raw));
         let src = SourceRef {

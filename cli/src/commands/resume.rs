@@ -4,7 +4,7 @@
 //! `sending` (handed to the marketplace, answer not recorded). `resume` re-sends both exactly
 //! as stored — same timestamp, same quantity, same identity — and the marketplace's
 //! idempotency makes the re-send safe: AWS answers a repeat with the first record's result.
-//! Rows whose deadline has passed are ended without sending (a `pending` row `rejected`, a
+//! Rows whose deadline has passed are ended without sending (a `pending` row `expired`, a
 //! `sending` row `failed`). `submit` does the same before sending new records.
 
 use std::path::PathBuf;

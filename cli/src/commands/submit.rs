@@ -9,7 +9,8 @@
 //!    values, before anything is sent.
 //! 3. Every unfinished row (these, and any a crash left in `pending` or `sending`) is sent,
 //!    one product per call and at most 25 records per call, under 10 calls per second, with
-//!    retries. Rows whose deadline has passed are ended without being sent.
+//!    retries. Rows whose deadline has passed are ended without being sent: `expired` when
+//!    they never left, `failed` when an earlier call may have carried them.
 //!
 //! Exit status: 0 when every record was accepted and every row sent ended `accepted`; 1 when
 //! a record was rejected (by metergate or the marketplace), a duplicate, or failed; 2 when
@@ -154,7 +155,7 @@ pub fn send_unfinished(
     let (rows, expired) =
         submit::expire_late(ledger, rows, contracts, settings, now).map_err(ledger_err)?;
     if expired > 0 {
-        eprintln!("metergate: {expired} unsent rows are past their deadline and were ended without sending (see `metergate ledger list --status rejected`)");
+        eprintln!("metergate: {expired} unsent rows are past their deadline and were ended without sending: pending ones `expired`, ones that may have landed `failed` (see `metergate ledger list --status expired`)");
     }
     if rows.is_empty() {
         return Ok((RunStats::default(), expired));
@@ -373,7 +374,7 @@ pub fn run(args: &SubmitArgs) -> Result<u8, CliError> {
         }
     }
     if requeued > 0 || existing > 0 {
-        eprintln!("metergate: ledger: {new} new rows, {requeued} earlier rejected or failed rows queued again, {existing} already present");
+        eprintln!("metergate: ledger: {new} new rows, {requeued} earlier rejected, failed or expired rows queued again, {existing} already present");
     }
 
     // 4. Send every unfinished row: these, and any an earlier run left behind.

@@ -51,6 +51,15 @@ impl Ledger {
 }
 
 impl IntakeTx<'_> {
+    /// Adds accepted events to their hours' open sums, in this transaction (the agent's
+    /// `[serve] aggregate = "hourly"`; see [`crate::agent::hourly::add_events`]).
+    pub fn add_hourly(
+        &self,
+        records: &[metergate_core::UsageRecord],
+    ) -> Result<Vec<crate::agent::hourly::Added>, LedgerError> {
+        crate::agent::hourly::add_events_in(&self.tx, &self.path, records)
+    }
+
     fn err(&self) -> impl Fn(rusqlite::Error) -> LedgerError + '_ {
         move |source| LedgerError::Sqlite {
             path: self.path.clone(),

@@ -9,8 +9,10 @@
 //! ```text
 //!            claim              marketplace answer
 //! pending ─────────► sending ─────────────────────► accepted | rejected | duplicate | failed
-//!    ▲                  │  (retryable: stays in sending while backing off)
-//!    └──── requeue ─────┴── (a rejected or failed row submitted again, or `resume --retry-failed`)
+//!    ▲  │               │  (retryable: stays in sending while backing off)
+//!    │  └─► expired     │  (its window closed before it was sent: never sent late)
+//!    └──── requeue ─────┴── (a rejected, failed or expired row submitted again, or
+//!                            `resume --retry-failed`)
 //! ```
 //!
 //! Every transition is one transaction, logged in `transitions`. The database runs in WAL
@@ -47,7 +49,12 @@ pub const DEFAULT_LEDGER: &str = "metergate-ledger.sqlite";
 /// Schema migrations, in order; version `n` is `MIGRATIONS[n - 1]`. Version 2 adds the
 /// contract store (`contracts`, `contract_history`; see [`crate::contracts::store`]);
 /// version 3 the agent's intake tables (see [`intake`]); version 4 the cost imports
-/// (`cost_imports`, `cost_periods`; see [`crate::import`]).
+/// (`cost_imports`, `cost_periods`; see [`crate::import`]). Version 5 adds the final state
+/// `expired` (a table rebuild: SQLite cannot change a CHECK constraint in place) and the
+/// agent's hourly sums, hour carries and heartbeat hours (see [`crate::agent::hourly`] and
+/// [`crate::agent::heartbeat`]). Migrations run with foreign keys off and are checked with
+/// `PRAGMA foreign_key_check` before they commit, as SQLite's documented table-rebuild
+/// procedure requires.
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE records (
@@ -162,6 +169,91 @@ CREATE TABLE IF NOT EXISTS cost_periods (
 );
 CREATE INDEX IF NOT EXISTS records_source ON records(marketplace, product, customer, dimension, source);
 "#,
+    // Version 5: the final state `expired` (a rebuild of `records`) and the agent's hourly
+    // sums and heartbeat hours (`metergate serve`, see [`crate::agent`]).
+    r#"
+CREATE TABLE records_v5 (
+    id                    INTEGER PRIMARY KEY,
+    idem_key              TEXT NOT NULL UNIQUE,
+    marketplace           TEXT NOT NULL,
+    product               TEXT NOT NULL,
+    customer              TEXT NOT NULL,
+    dimension             TEXT NOT NULL,
+    start_time            TEXT NOT NULL,
+    start_secs            INTEGER NOT NULL,
+    end_time              TEXT,
+    quantity              TEXT NOT NULL,
+    record_id             TEXT,
+    source                TEXT,
+    wire                  TEXT NOT NULL,
+    status                TEXT NOT NULL CHECK (status IN
+                              ('pending','sending','accepted','rejected','duplicate','failed',
+                               'expired')),
+    attempts              INTEGER NOT NULL DEFAULT 0,
+    answer                TEXT,
+    reason                TEXT,
+    marketplace_record_id TEXT,
+    created_at            TEXT NOT NULL,
+    updated_at            TEXT NOT NULL,
+    sent_at               TEXT,
+    finished_at           TEXT
+);
+INSERT INTO records_v5 (id, idem_key, marketplace, product, customer, dimension, start_time,
+    start_secs, end_time, quantity, record_id, source, wire, status, attempts, answer, reason,
+    marketplace_record_id, created_at, updated_at, sent_at, finished_at)
+SELECT id, idem_key, marketplace, product, customer, dimension, start_time,
+    start_secs, end_time, quantity, record_id, source, wire, status, attempts, answer, reason,
+    marketplace_record_id, created_at, updated_at, sent_at, finished_at FROM records;
+DROP TABLE records;
+ALTER TABLE records_v5 RENAME TO records;
+CREATE INDEX records_status ON records(status);
+CREATE INDEX records_hour ON records(marketplace, product, customer, dimension, start_secs);
+-- Version 4's index (the cost imports), dropped with the old table.
+CREATE INDEX IF NOT EXISTS records_source ON records(marketplace, product, customer, dimension, source);
+CREATE TABLE hourly_sums (
+    marketplace  TEXT NOT NULL,
+    product      TEXT NOT NULL,
+    customer     TEXT NOT NULL,
+    metric       TEXT NOT NULL,
+    hour_secs    INTEGER NOT NULL,
+    hour         TEXT NOT NULL,
+    dimension    TEXT NOT NULL,
+    plan         TEXT,
+    quantity     TEXT NOT NULL,
+    events       INTEGER NOT NULL,
+    min_start    TEXT NOT NULL,
+    max_start    TEXT NOT NULL,
+    max_end      TEXT,
+    status       TEXT NOT NULL CHECK (status IN ('open', 'closed', 'refused')),
+    record       INTEGER REFERENCES records(id),
+    sent_quantity TEXT,
+    carried_in   TEXT,
+    carried_out  TEXT,
+    reason       TEXT,
+    created_at   TEXT NOT NULL,
+    updated_at   TEXT NOT NULL,
+    closed_at    TEXT,
+    PRIMARY KEY (marketplace, product, customer, metric, hour_secs)
+);
+CREATE INDEX hourly_sums_open ON hourly_sums(status, hour_secs);
+CREATE TABLE hourly_carry (
+    marketplace TEXT NOT NULL,
+    product     TEXT NOT NULL,
+    customer    TEXT NOT NULL,
+    metric      TEXT NOT NULL,
+    remainder   TEXT NOT NULL,
+    next_hour   TEXT NOT NULL,
+    plan        TEXT,
+    updated_at  TEXT NOT NULL,
+    PRIMARY KEY (marketplace, product, customer, metric)
+);
+CREATE TABLE heartbeat_hours (
+    hour_secs  INTEGER PRIMARY KEY,
+    hour       TEXT NOT NULL,
+    written    INTEGER NOT NULL,
+    done_at    TEXT NOT NULL
+);
+"#,
 ];
 
 /// The schema version this build writes.
@@ -196,17 +288,22 @@ pub enum Status {
     /// No definite answer after every retry. Submitting the record again, or
     /// `metergate resume --retry-failed`, sends it again (safely: same key, same content).
     Failed,
+    /// Never sent: its window closed first (the reason names the deadline and its rule).
+    /// A row is never sent after its deadline; submitting it again re-queues it only if the
+    /// core accepts it again.
+    Expired,
 }
 
 impl Status {
     /// Every status, in state-machine order.
-    pub const ALL: [Status; 6] = [
+    pub const ALL: [Status; 7] = [
         Status::Pending,
         Status::Sending,
         Status::Accepted,
         Status::Rejected,
         Status::Duplicate,
         Status::Failed,
+        Status::Expired,
     ];
 
     /// The lowercase name stored in the ledger.
@@ -218,6 +315,7 @@ impl Status {
             Status::Rejected => "rejected",
             Status::Duplicate => "duplicate",
             Status::Failed => "failed",
+            Status::Expired => "expired",
         }
     }
 
@@ -250,7 +348,7 @@ impl FromStr for Status {
             .find(|st| st.as_str() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown status {s:?}; one of pending, sending, accepted, rejected, duplicate, failed"
+                    "unknown status {s:?}; one of pending, sending, accepted, rejected, duplicate, failed, expired"
                 )
             })
     }
@@ -561,16 +659,49 @@ impl Ledger {
             path: path.clone(),
             source,
         };
-        let tx = self
+        let version: i64 = self
             .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(e)?;
+        if version >= SCHEMA_VERSION {
+            return if version > SCHEMA_VERSION {
+                Err(LedgerError::TooNew {
+                    path,
+                    found: version,
+                    known: SCHEMA_VERSION,
+                })
+            } else {
+                Ok(())
+            };
+        }
+        // SQLite's table-rebuild procedure: foreign keys off (a no-op inside a transaction,
+        // so before it), the changes, `foreign_key_check`, commit, foreign keys on again.
+        self.conn
+            .execute_batch("PRAGMA foreign_keys=OFF;")
+            .map_err(e)?;
+        let result = Self::migrate_from(&mut self.conn, &path);
+        let on = self
+            .conn
+            .execute_batch("PRAGMA foreign_keys=ON;")
+            .map_err(e);
+        result.and(on)
+    }
+
+    fn migrate_from(conn: &mut Connection, path: &str) -> Result<(), LedgerError> {
+        let e = |source| LedgerError::Sqlite {
+            path: path.to_owned(),
+            source,
+        };
+        let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(e)?;
+        // Read again under the write lock: another process may have migrated meanwhile.
         let version: i64 = tx
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(e)?;
         if version > SCHEMA_VERSION {
             return Err(LedgerError::TooNew {
-                path,
+                path: path.to_owned(),
                 found: version,
                 known: SCHEMA_VERSION,
             });
@@ -579,6 +710,17 @@ impl Ledger {
             tx.execute_batch(sql).map_err(e)?;
             tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
                 .map_err(e)?;
+        }
+        let broken: Option<String> = tx
+            .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+            .optional()
+            .map_err(e)?;
+        if let Some(table) = broken {
+            return Err(LedgerError::Corrupt {
+                path: path.to_owned(),
+                id: 0,
+                message: format!("after the schema upgrade, table {table} has a row whose reference is missing; the upgrade was not applied"),
+            });
         }
         tx.commit().map_err(e)
     }
@@ -598,18 +740,23 @@ impl Ledger {
     }
 
     /// Writes records as `pending`, all in one transaction, before anything is sent. A key
-    /// already in the ledger is left alone, unless its row ended `rejected` or `failed`: then
+    /// already in the ledger is left alone, unless its row ended `rejected`, `failed` or
+    /// `expired`: then
     /// it goes back to `pending` with the new wire values (a deliberate second try).
     pub fn enqueue(&mut self, rows: &[NewRow]) -> Result<Vec<Enqueued>, LedgerError> {
         let path = self.path.clone();
-        let e = |source| LedgerError::Sqlite {
-            path: path.clone(),
-            source,
-        };
         let tx = self.write_tx()?;
         let out = enqueue_in(&tx, &path, rows)?;
-        tx.commit().map_err(e)?;
+        tx.commit()
+            .map_err(|source| LedgerError::Sqlite { path, source })?;
         Ok(out)
+    }
+
+    /// Starts a write transaction (`BEGIN IMMEDIATE`), for callers in this crate that change
+    /// ledger rows and their own tables in one step (the agent's hour closing and
+    /// heartbeats): a crash leaves either all of it or none.
+    pub(crate) fn write_transaction(&mut self) -> Result<Transaction<'_>, LedgerError> {
+        self.write_tx()
     }
 
     /// Moves rows to `sending` (from `pending` or `sending`) and counts the attempt, in one
@@ -811,6 +958,45 @@ impl Ledger {
             .collect())
     }
 
+    /// Dedup history of one product for usage starting in `[from, to)` (unix seconds): what
+    /// the agent judges an hour's sum against without loading the whole ledger.
+    pub fn history_between(
+        &self,
+        marketplace: Marketplace,
+        product: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<HistoryEntry>, LedgerError> {
+        Ok(self
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM records WHERE marketplace = ?1 AND product = ?2 \
+                     AND start_secs >= ?3 AND start_secs < ?4 \
+                     AND status IN ('pending', 'sending', 'accepted', 'duplicate') ORDER BY id"
+                ),
+                &[&marketplace.as_str(), &product, &from, &to],
+            )?
+            .iter()
+            .map(LedgerRow::history_entry)
+            .collect())
+    }
+
+    /// Rows of one contract still to send (`pending` and `sending`), oldest first.
+    pub fn unfinished_of(
+        &self,
+        marketplace: Marketplace,
+        product: &str,
+        customer: &str,
+    ) -> Result<Vec<LedgerRow>, LedgerError> {
+        self.query(
+            &format!(
+                "SELECT {COLUMNS} FROM records WHERE status IN ('pending', 'sending') \
+                 AND marketplace = ?1 AND product = ?2 AND customer = ?3 ORDER BY id"
+            ),
+            &[&marketplace.as_str(), &product, &customer],
+        )
+    }
+
     /// True when the ledger holds usage that counts (pending, sending, accepted or duplicate)
     /// for this key within the hour that starts at `hour`.
     pub fn has_usage_in_hour(
@@ -917,6 +1103,99 @@ impl Ledger {
     }
 }
 
+/// Writes records as `pending` inside the caller's transaction; see [`Ledger::enqueue`].
+pub(crate) fn enqueue_in(
+    tx: &Transaction<'_>,
+    path: &str,
+    rows: &[NewRow],
+) -> Result<Vec<Enqueued>, LedgerError> {
+    let e = |source| LedgerError::Sqlite {
+        path: path.to_owned(),
+        source,
+    };
+    let now = now_text();
+    let mut out = Vec::with_capacity(rows.len());
+    {
+        let mut find = tx
+            .prepare_cached("SELECT id, status FROM records WHERE idem_key = ?1")
+            .map_err(e)?;
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO records (idem_key, marketplace, product, customer, dimension, \
+                 start_time, start_secs, end_time, quantity, record_id, source, wire, status, \
+                 created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'pending', ?13, ?13)",
+            )
+            .map_err(e)?;
+        let mut requeue = tx
+            .prepare_cached(
+                "UPDATE records SET status = 'pending', wire = ?2, source = ?3, \
+                 record_id = ?4, updated_at = ?5, finished_at = NULL WHERE id = ?1",
+            )
+            .map_err(e)?;
+        let mut log = tx
+            .prepare_cached(
+                "INSERT INTO transitions (record, at, from_status, to_status, note) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(e)?;
+        for row in rows {
+            let r = &row.record;
+            let key = idempotency_key(r);
+            let wire = row.wire.to_string();
+            let existing: Option<(i64, String)> = find
+                .query_row([&key], |x| Ok((x.get(0)?, x.get(1)?)))
+                .optional()
+                .map_err(e)?;
+            match existing {
+                None => {
+                    insert
+                        .execute(params![
+                            key,
+                            r.marketplace.as_str(),
+                            r.product,
+                            r.customer,
+                            r.dimension,
+                            format_rfc3339(r.start_time),
+                            r.start_time.timestamp(),
+                            r.end_time.map(format_rfc3339),
+                            r.quantity.normalize().to_string(),
+                            r.record_id,
+                            row.source,
+                            wire,
+                            now,
+                        ])
+                        .map_err(e)?;
+                    let id = tx.last_insert_rowid();
+                    log.execute(params![id, now, None::<String>, "pending", "written"])
+                        .map_err(e)?;
+                    out.push(Enqueued::New(id));
+                }
+                Some((id, status)) => {
+                    let status = parse_status(path, id, &status)?;
+                    if matches!(status, Status::Rejected | Status::Failed | Status::Expired) {
+                        requeue
+                            .execute(params![id, wire, row.source, r.record_id, now])
+                            .map_err(e)?;
+                        log.execute(params![
+                            id,
+                            now,
+                            status.as_str(),
+                            "pending",
+                            "submitted again"
+                        ])
+                        .map_err(e)?;
+                        out.push(Enqueued::Requeued(id));
+                    } else {
+                        out.push(Enqueued::Existing(id, status));
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 struct RawRow {
     id: i64,
     idem_key: String,
@@ -991,100 +1270,89 @@ impl RawRow {
     }
 }
 
-/// [`Ledger::enqueue`] inside a write transaction the caller holds (the agent's intake commits
-/// the rows, their idempotency entries and its answers together).
-pub(crate) fn enqueue_in(
-    tx: &Transaction<'_>,
-    path: &str,
-    rows: &[NewRow],
-) -> Result<Vec<Enqueued>, LedgerError> {
-    let e = |source| LedgerError::Sqlite {
-        path: path.to_owned(),
-        source,
-    };
-    let now = now_text();
-    let mut out = Vec::with_capacity(rows.len());
-    let mut find = tx
-        .prepare_cached("SELECT id, status FROM records WHERE idem_key = ?1")
-        .map_err(e)?;
-    let mut insert = tx
-        .prepare_cached(
-            "INSERT INTO records (idem_key, marketplace, product, customer, dimension, \
-                 start_time, start_secs, end_time, quantity, record_id, source, wire, status, \
-                 created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'pending', ?13, ?13)",
-        )
-        .map_err(e)?;
-    let mut requeue = tx
-        .prepare_cached(
-            "UPDATE records SET status = 'pending', wire = ?2, source = ?3, \
-                 record_id = ?4, updated_at = ?5, finished_at = NULL WHERE id = ?1",
-        )
-        .map_err(e)?;
-    let mut log = tx
-        .prepare_cached(
-            "INSERT INTO transitions (record, at, from_status, to_status, note) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .map_err(e)?;
-    for row in rows {
-        let r = &row.record;
-        let key = idempotency_key(r);
-        let wire = row.wire.to_string();
-        let existing: Option<(i64, String)> = find
-            .query_row([&key], |x| Ok((x.get(0)?, x.get(1)?)))
-            .optional()
-            .map_err(e)?;
-        match existing {
-            None => {
-                insert
-                    .execute(params![
-                        key,
-                        r.marketplace.as_str(),
-                        r.product,
-                        r.customer,
-                        r.dimension,
-                        format_rfc3339(r.start_time),
-                        r.start_time.timestamp(),
-                        r.end_time.map(format_rfc3339),
-                        r.quantity.normalize().to_string(),
-                        r.record_id,
-                        row.source,
-                        wire,
-                        now,
-                    ])
-                    .map_err(e)?;
-                let id = tx.last_insert_rowid();
-                log.execute(params![id, now, None::<String>, "pending", "written"])
-                    .map_err(e)?;
-                out.push(Enqueued::New(id));
-            }
-            Some((id, status)) => {
-                let status = parse_status(path, id, &status)?;
-                if matches!(status, Status::Rejected | Status::Failed) {
-                    requeue
-                        .execute(params![id, wire, row.source, r.record_id, now])
-                        .map_err(e)?;
-                    log.execute(params![
-                        id,
-                        now,
-                        status.as_str(),
-                        "pending",
-                        "submitted again"
-                    ])
-                    .map_err(e)?;
-                    out.push(Enqueued::Requeued(id));
-                } else {
-                    out.push(Enqueued::Existing(id, status));
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
 /// The dedup history in the ledger at `path`, for `metergate check --ledger PATH`: rows in
 /// `pending`, `sending`, `accepted` or `duplicate`. A missing file is an error.
 pub fn load_history(path: &Path) -> Result<Vec<HistoryEntry>, LedgerError> {
     Ledger::open_existing(path)?.history()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A version-4 ledger (before `expired`) keeps every row, transition and intake reference
+    /// through the table rebuild, and takes `expired` afterwards.
+    #[test]
+    fn migration_5_rebuilds_records_keeping_rows_and_references() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v4.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..4] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.execute_batch(
+                "PRAGMA user_version = 4;
+                 INSERT INTO records (id, idem_key, marketplace, product, customer, dimension,
+                   start_time, start_secs, quantity, wire, status, created_at, updated_at)
+                 VALUES (7, 'k', 'aws', 'p', 'c', 'd', '2026-03-01T10:00:00Z', 1772359200, '5',
+                   '{}', 'pending', 't', 't');
+                 INSERT INTO transitions (record, at, from_status, to_status, note)
+                 VALUES (7, 't', NULL, 'pending', 'written');
+                 INSERT INTO intake_records (record_id, verdict, row, created_at)
+                 VALUES ('r-7', '{}', 7, 't');",
+            )
+            .unwrap();
+            let refused = conn.execute("UPDATE records SET status = 'expired' WHERE id = 7", []);
+            assert!(refused.is_err(), "version 4 has no expired state");
+        }
+        let mut l = Ledger::open(&path).unwrap();
+        assert_eq!(l.schema_version().unwrap(), SCHEMA_VERSION);
+        let rows = l.unfinished().unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].id, 7);
+        assert_eq!(l.transitions(7).unwrap().len(), 1);
+        let row: i64 = l
+            .connection()
+            .query_row(
+                "SELECT row FROM intake_records WHERE record_id = 'r-7'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(row, 7);
+        l.finish(&[(
+            7,
+            Outcome {
+                status: Status::Expired,
+                answer: Some("metergate".into()),
+                reason: Some("deadline".into()),
+                marketplace_record_id: None,
+            },
+        )])
+        .unwrap();
+        assert_eq!(l.rows(&[7]).unwrap()[0].status, Status::Expired);
+        assert_eq!(l.transitions(7).unwrap().len(), 2);
+        // Foreign keys are on again: a transition of a missing row is refused.
+        let bad = l.connection().execute(
+            "INSERT INTO transitions (record, at, to_status) VALUES (999, 't', 'pending')",
+            [],
+        );
+        assert!(bad.is_err());
+        // The indices came back.
+        let n: i64 = l
+            .connection()
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'records' \
+                 AND name IN ('records_status', 'records_hour', 'records_source')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 3);
+        drop(l);
+        // Opening again changes nothing.
+        let l = Ledger::open(&path).unwrap();
+        assert_eq!(l.rows(&[7]).unwrap()[0].status, Status::Expired);
+    }
 }

@@ -116,7 +116,7 @@ pub struct SendOptions {
 pub fn sender_for(
     m: Marketplace,
     opts: &SendOptions,
-) -> Result<Box<dyn MarketplaceSender>, String> {
+) -> Result<Box<dyn MarketplaceSender + Send>, String> {
     Ok(match m {
         Marketplace::Aws => Box::new(aws::AwsSender::new(&opts.aws)?),
         Marketplace::Azure => Box::new(azure::AzureSender::new(&opts.azure)?),
@@ -216,6 +216,9 @@ pub struct RunStats {
     pub duplicate: u64,
     /// Rows that ended failed.
     pub failed: u64,
+    /// Rows ended `expired`: their window closed before they could be sent.
+    #[serde(default)]
+    pub expired: u64,
 }
 
 impl RunStats {
@@ -230,6 +233,7 @@ impl RunStats {
         self.rejected += o.rejected;
         self.duplicate += o.duplicate;
         self.failed += o.failed;
+        self.expired += o.expired;
     }
 
     fn count(&mut self, s: Status) {
@@ -238,6 +242,7 @@ impl RunStats {
             Status::Rejected => self.rejected += 1,
             Status::Duplicate => self.duplicate += 1,
             Status::Failed => self.failed += 1,
+            Status::Expired => self.expired += 1,
             Status::Pending | Status::Sending => {}
         }
     }
@@ -455,10 +460,55 @@ fn send_chunk<S: MarketplaceSender + ?Sized>(
     Ok(None)
 }
 
+/// The deadline of a ledger row: the core's [`window::deadline`] with its contract.
+pub fn row_deadline(
+    row: &LedgerRow,
+    contracts: &ContractSet,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> window::Deadline {
+    let rec = row.usage_record();
+    let c = contracts
+        .find(rec.marketplace, &rec.product, &rec.customer)
+        .map(|(_, c)| c);
+    window::deadline(&rec, c, settings, now)
+}
+
+/// The end state of an unfinished row whose hard deadline `d` has passed. A row that never
+/// left (`pending`) is `expired`, with the deadline and its rule as the reason; a row that
+/// may have been handed to the marketplace (`sending`, or `was_sent`) is `failed`: the
+/// marketplace may or may not have recorded the earlier call, and calling it `expired` would
+/// claim it was never billed.
+pub fn late_outcome(row: &LedgerRow, was_sent: bool, d: &window::Deadline) -> Outcome {
+    let when = metergate_core::time::format_rfc3339(d.at);
+    if was_sent || row.status == Status::Sending {
+        Outcome {
+            status: Status::Failed,
+            answer: Some("metergate".into()),
+            reason: Some(format!(
+                "its deadline {when} ({}) passed before it could be sent again; the marketplace may or may not have recorded the earlier call",
+                d.rule
+            )),
+            marketplace_record_id: None,
+        }
+    } else {
+        Outcome {
+            status: Status::Expired,
+            answer: Some("metergate".into()),
+            reason: Some(format!(
+                "its deadline {when} ({}) passed before it was sent",
+                d.rule
+            )),
+            marketplace_record_id: None,
+        }
+    }
+}
+
 /// Ends, without sending, the unfinished rows whose deadline has passed: a `pending` row is
-/// `rejected` (it never left), a `sending` row is `failed` (it may or may not have landed).
-/// Sending them would only earn a refusal, and on AWS one late timestamp refuses the whole
-/// call. Returns the rows still worth sending and the number ended.
+/// `expired` (it never left), a `sending` row is `failed` (it may or may not have landed);
+/// see [`late_outcome`]. Sending them would only earn a refusal, and on AWS one late
+/// timestamp refuses the whole call. Returns the rows still worth sending and the number
+/// ended.
 pub fn expire_late(
     ledger: &mut Ledger,
     rows: Vec<LedgerRow>,
@@ -469,35 +519,9 @@ pub fn expire_late(
     let mut keep = Vec::with_capacity(rows.len());
     let mut ended = Vec::new();
     for r in rows {
-        let rec = r.usage_record();
-        let c = contracts
-            .find(rec.marketplace, &rec.product, &rec.customer)
-            .map(|(_, c)| c);
-        let d = window::deadline(&rec, c, settings, now);
+        let d = row_deadline(&r, contracts, settings, now);
         if d.hard && d.at < now {
-            let when = metergate_core::time::format_rfc3339(d.at);
-            let o = if r.status == Status::Sending {
-                Outcome {
-                    status: Status::Failed,
-                    answer: Some("metergate".into()),
-                    reason: Some(format!(
-                        "its deadline {when} ({}) passed before it could be sent again; the marketplace may or may not have recorded the earlier call",
-                        d.rule
-                    )),
-                    marketplace_record_id: None,
-                }
-            } else {
-                Outcome {
-                    status: Status::Rejected,
-                    answer: Some("metergate".into()),
-                    reason: Some(format!(
-                        "its deadline {when} ({}) passed before it was sent",
-                        d.rule
-                    )),
-                    marketplace_record_id: None,
-                }
-            };
-            ended.push((r.id, o));
+            ended.push((r.id, late_outcome(&r, false, &d)));
         } else {
             keep.push(r);
         }
