@@ -207,11 +207,22 @@ pub fn load_config_value(path: &Path) -> Result<serde_json::Value, CliError> {
     }
 }
 
+/// The top-level config sections only the agent (`metergate serve`) reads; each agent module
+/// parses its own section from the raw config (see `crate::agent::config`).
+pub const AGENT_SECTIONS: [&str; 3] = ["serve", "alerts", "import"];
+
 /// Splits off the config keys that only the CLI reads (`[gcp] provider` and
-/// `[gcp.products."<service>"]`, which `contracts sync` uses), so the core's settings never
-/// see them. Returns (settings, the removed `gcp` keys as an object).
+/// `[gcp.products."<service>"]`, which `contracts sync` uses, and the agent's sections
+/// [`AGENT_SECTIONS`], dropped here), so the core's settings never see them and one config
+/// file serves `check`, `submit` and `serve` alike. Returns (settings, the removed `gcp` keys
+/// as an object).
 pub fn split_cli_sections(mut value: serde_json::Value) -> (serde_json::Value, serde_json::Value) {
     let mut removed = serde_json::Map::new();
+    if let Some(root) = value.as_object_mut() {
+        for s in AGENT_SECTIONS {
+            root.remove(s);
+        }
+    }
     if let Some(gcp) = value
         .get_mut("gcp")
         .and_then(serde_json::Value::as_object_mut)

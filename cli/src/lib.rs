@@ -7,10 +7,12 @@
 //! [`commands::check::Checker`] (judging rows in order with whole-input indices).
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod agent;
 pub mod commands;
 pub mod config;
 pub mod contracts;
 pub mod error;
+pub mod import;
 pub mod input;
 pub mod ledger;
 pub mod output;
@@ -57,6 +59,12 @@ pub enum Command {
     /// The contract store: sync from the marketplaces, apply lifecycle events, import,
     /// list, export, history. Judging commands read it when --contracts is not given.
     Contracts(commands::contracts::ContractsArgs),
+    /// Turn a billing platform's costs into usage: `import orb` (Orb's API) or `import costs
+    /// FILE` (a CSV/JSON cost export). Bills what is owed since the last import, once.
+    Import(commands::import::ImportArgs),
+    /// Run the metering agent: an HTTP intake (POST /v1/usage), judged and committed to the
+    /// ledger before the answer, and a send loop that submits what is pending.
+    Serve(commands::serve::ServeArgs),
 }
 
 /// Runs the command line of this process.
@@ -72,6 +80,8 @@ pub fn run() -> ExitCode {
         Command::Heartbeat(a) => commands::heartbeat::run(a),
         Command::Deadlines(a) => commands::deadlines::run(a),
         Command::Contracts(a) => commands::contracts::run(a),
+        Command::Import(a) => commands::import::run(a),
+        Command::Serve(a) => commands::serve::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -277,7 +277,8 @@ fn ledger_commands_list_export_and_summarise() {
             "quantity",
             "status",
             "reason",
-            "marketplace_record_id"
+            "marketplace_record_id",
+            "properties"
         ]
     );
     let recs: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();

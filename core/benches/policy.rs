@@ -82,13 +82,18 @@ fn contract() -> Contract {
                 name: "api_calls".into(),
                 unit: None,
                 kind: None,
+                price: None,
+                currency: None,
             },
             Dimension {
                 name: "storage_gb".into(),
                 unit: None,
                 kind: None,
+                price: None,
+                currency: None,
             },
         ],
+        properties: Default::default(),
     }
 }
 

@@ -1,6 +1,6 @@
 //! Contracts: who may be billed, for what, and until when.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use chrono::{DateTime, Utc};
@@ -63,6 +63,33 @@ pub struct Dimension {
     /// Google metric value type; `int` when absent.
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<MetricType>,
+    /// A money dimension: what one unit of quantity costs (`0.01` for "usage fee in cents").
+    /// A cost amount becomes quantity = amount / price; see [`crate::money`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<Decimal>,
+    /// The currency of `price` (ISO 4217, e.g. `USD`, the default); only with `price`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+}
+
+impl Dimension {
+    /// A dimension with only a name.
+    pub fn named(name: impl Into<String>) -> Dimension {
+        Dimension {
+            name: name.into(),
+            unit: None,
+            kind: None,
+            price: None,
+            currency: None,
+        }
+    }
+
+    /// The currency of `price`: as given, else [`crate::money::DEFAULT_CURRENCY`].
+    pub fn currency(&self) -> &str {
+        self.currency
+            .as_deref()
+            .unwrap_or(crate::money::DEFAULT_CURRENCY)
+    }
 }
 
 /// A buyer's contract for one product on one marketplace.
@@ -126,6 +153,11 @@ pub struct Contract {
     /// The billable dimensions.
     #[serde(default)]
     pub dimensions: Vec<Dimension>,
+    /// The seller's own labels (`internal_customer_identifier`, `orb_subscription_id`, ...):
+    /// shown in listings and to policies (`ctx.contract.properties`), never sent to a
+    /// marketplace.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub properties: BTreeMap<String, String>,
 }
 
 /// The JSON form of a [`Contract`]: `status` as written.
@@ -160,6 +192,8 @@ pub(crate) struct ContractDoc {
     marketplace_id: Option<String>,
     #[serde(default)]
     dimensions: Vec<Dimension>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    properties: BTreeMap<String, String>,
 }
 
 impl ContractDoc {
@@ -185,6 +219,7 @@ impl ContractDoc {
             usage_reporting_id: self.usage_reporting_id,
             marketplace_id: self.marketplace_id,
             dimensions: self.dimensions,
+            properties: self.properties,
         };
         c.normalize();
         Ok(c)
@@ -217,6 +252,7 @@ impl From<Contract> for ContractDoc {
             usage_reporting_id: c.usage_reporting_id,
             marketplace_id: c.marketplace_id,
             dimensions: c.dimensions,
+            properties: c.properties,
         }
     }
 }
@@ -620,6 +656,40 @@ fn check_contract(i: usize, c: &Contract) -> Result<(), ContractError> {
                 ));
             }
         }
+        if let Some(p) = d.price {
+            if p <= Decimal::ZERO {
+                return Err(bad(
+                    "dimensions",
+                    format!(
+                        "dimension {:?} has price {p}; a price must be above zero",
+                        d.name
+                    ),
+                ));
+            }
+        }
+        if let Some(cur) = &d.currency {
+            if d.price.is_none() {
+                return Err(bad(
+                    "dimensions",
+                    format!(
+                        "dimension {:?} has a currency but no price; currency is the price's",
+                        d.name
+                    ),
+                ));
+            }
+            if !crate::money::is_currency_code(cur) {
+                return Err(bad(
+                    "dimensions",
+                    format!(
+                        "dimension {:?} has currency {cur:?}; give an ISO 4217 code such as USD",
+                        d.name
+                    ),
+                ));
+            }
+        }
+    }
+    if c.properties.keys().any(String::is_empty) {
+        return Err(bad("properties", "a property has an empty name".into()));
     }
     Ok(())
 }

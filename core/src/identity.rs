@@ -116,6 +116,7 @@ pub fn record_identity(
             usage_reporting_id: None,
             marketplace_id: None,
             dimensions: Vec::new(),
+            properties: Default::default(),
         }),
     }
 }

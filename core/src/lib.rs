@@ -30,6 +30,7 @@ pub mod heartbeat;
 pub mod identity;
 pub mod input;
 pub mod model;
+pub mod money;
 pub mod parse;
 pub mod policy;
 pub mod reference;

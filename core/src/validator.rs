@@ -484,6 +484,13 @@ impl Session<'_> {
     pub fn now(&self) -> DateTime<Utc> {
         self.now
     }
+
+    /// Moves the session's clock to `now`, keeping its dedup state: a long-lived session (the
+    /// agent's intake) judges each request at the real clock while remembering every key it
+    /// has accepted before.
+    pub fn set_now(&mut self, now: DateTime<Utc>) {
+        self.now = now;
+    }
 }
 
 impl Validator {

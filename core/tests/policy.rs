@@ -63,13 +63,18 @@ fn contract() -> Contract {
                 name: "api_calls".into(),
                 unit: None,
                 kind: None,
+                price: None,
+                currency: None,
             },
             Dimension {
                 name: "storage_gb".into(),
                 unit: Some(Decimal::from_str("0.5").unwrap()),
                 kind: Some(MetricType::Decimal),
+                price: None,
+                currency: None,
             },
         ],
+        properties: Default::default(),
     }
 }
 

@@ -207,6 +207,9 @@ pub fn run(args: &ContractsArgs) -> Result<u8, CliError> {
                                 )
                                 .filter(|s| !s.is_empty()),
                                 s.state_at.map(format_rfc3339),
+                                crate::ledger::report::properties_cell(
+                                    Some(&c.properties).filter(|p| !p.is_empty()),
+                                ),
                             ]
                         })
                         .collect();
@@ -223,6 +226,7 @@ pub fn run(args: &ContractsArgs) -> Result<u8, CliError> {
                             "marketplace_id",
                             "dimensions",
                             "state_at",
+                            "properties",
                         ],
                         rows,
                     }

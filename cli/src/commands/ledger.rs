@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use metergate_core::time::parse_rfc3339;
-use metergate_core::Marketplace;
+use metergate_core::{ContractSet, Marketplace};
 
 use crate::commands::submit::ledger_err;
 use crate::error::CliError;
@@ -19,6 +19,10 @@ pub struct LedgerArgs {
     /// The ledger (default: $METERGATE_LEDGER, else ./metergate-ledger.sqlite).
     #[arg(long, value_name = "PATH", global = true)]
     pub ledger: Option<PathBuf>,
+    /// Contracts whose properties `list` and `export` show (default: the ledger's contract
+    /// store).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub contracts: Option<PathBuf>,
     /// What to show.
     #[command(subcommand)]
     pub action: LedgerAction,
@@ -38,7 +42,7 @@ pub enum LedgerAction {
     },
     /// Export for reconciliation with the seller portal: csv (default) or json. Columns:
     /// submitted_at, marketplace, product, customer, dimension, usage_time, quantity, status,
-    /// reason, marketplace_record_id.
+    /// reason, marketplace_record_id, properties (the contract's, `key=value;...`).
     Export {
         /// Filters.
         #[command(flatten)]
@@ -140,13 +144,17 @@ pub fn table_format(f: Option<OutputFormat>, tty: bool) -> Format {
 pub fn run(args: &LedgerArgs) -> Result<u8, CliError> {
     let path = ledger::resolve_path(args.ledger.as_deref());
     let ledger = Ledger::open_existing(&path).map_err(ledger_err)?;
+    let contracts = match &args.action {
+        LedgerAction::Summary { .. } => ContractSet::default(),
+        _ => crate::contracts::load(args.contracts.as_deref(), Some(&path))?.0,
+    };
     let stdout = io::stdout();
     let tty = stdout.is_terminal();
     let mut out = BufWriter::new(stdout.lock());
     match &args.action {
         LedgerAction::List { filter, format } => {
             let rows = ledger.list(&filter.filter()?).map_err(ledger_err)?;
-            report::write_list(&rows, table_format(*format, tty), &mut out)?;
+            report::write_list_with(&rows, &contracts, table_format(*format, tty), &mut out)?;
         }
         LedgerAction::Export { filter, format } => {
             let rows = ledger.list(&filter.filter()?).map_err(ledger_err)?;
@@ -154,7 +162,7 @@ pub fn run(args: &LedgerArgs) -> Result<u8, CliError> {
                 ExportFormat::Csv => Format::Csv,
                 ExportFormat::Json => Format::Json,
             };
-            report::write_export(&rows, f, &mut out)?;
+            report::write_export_with(&rows, &contracts, f, &mut out)?;
         }
         LedgerAction::Summary { format } => {
             let rows = ledger.list(&Filter::default()).map_err(ledger_err)?;

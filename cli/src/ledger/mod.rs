@@ -24,6 +24,7 @@
 //!
 //! Schema versions are kept in `PRAGMA user_version` and applied in order by [`Ledger::open`].
 
+pub mod intake;
 pub mod report;
 
 use std::fmt;
@@ -43,7 +44,9 @@ pub const LEDGER_ENV: &str = "METERGATE_LEDGER";
 pub const DEFAULT_LEDGER: &str = "metergate-ledger.sqlite";
 
 /// Schema migrations, in order; version `n` is `MIGRATIONS[n - 1]`. Version 2 adds the
-/// contract store (`contracts`, `contract_history`; see [`crate::contracts::store`]).
+/// contract store (`contracts`, `contract_history`; see [`crate::contracts::store`]);
+/// version 3 the agent's intake tables (see [`intake`]); version 4 the cost imports
+/// (`cost_imports`, `cost_periods`; see [`crate::import`]).
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE records (
@@ -111,6 +114,52 @@ CREATE TABLE contract_history (
 );
 CREATE INDEX contract_history_customer ON contract_history(customer);
 CREATE INDEX contract_history_event ON contract_history(event_key);
+"#,
+    // Version 3: the agent's idempotent intake (`metergate serve`, see [`intake`]). The
+    // primary keys are what makes a retried request or record store nothing new.
+    r#"
+CREATE TABLE intake_requests (
+    key        TEXT PRIMARY KEY,
+    status     INTEGER NOT NULL,
+    answer     TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE intake_records (
+    record_id  TEXT PRIMARY KEY,
+    verdict    TEXT NOT NULL,
+    row        INTEGER REFERENCES records(id),
+    created_at TEXT NOT NULL
+);
+"#,
+    // Version 4: cost imports (`metergate import orb|costs`, crate::import): what each billing platform
+    // last reported per contract, and the per-period amounts of cost files. What was billed
+    // is never stored here: it is read from `records` (rows whose source is `orb:...` or
+    // `costs:...`), so it cannot drift from what was sent.
+    r#"
+CREATE TABLE IF NOT EXISTS cost_imports (
+    platform    TEXT NOT NULL,
+    marketplace TEXT NOT NULL,
+    product     TEXT NOT NULL,
+    customer    TEXT NOT NULL,
+    reference   TEXT,
+    since       TEXT NOT NULL,
+    currency    TEXT,
+    last_total  TEXT,
+    last_at     TEXT,
+    PRIMARY KEY (platform, marketplace, product, customer)
+);
+CREATE TABLE IF NOT EXISTS cost_periods (
+    marketplace TEXT NOT NULL,
+    product     TEXT NOT NULL,
+    customer    TEXT NOT NULL,
+    period_end  TEXT NOT NULL,
+    amount      TEXT NOT NULL,
+    currency    TEXT NOT NULL,
+    source      TEXT,
+    imported_at TEXT NOT NULL,
+    PRIMARY KEY (marketplace, product, customer, period_end)
+);
+CREATE INDEX IF NOT EXISTS records_source ON records(marketplace, product, customer, dimension, source);
 "#,
 ];
 
@@ -556,87 +605,8 @@ impl Ledger {
             path: path.clone(),
             source,
         };
-        let now = now_text();
         let tx = self.write_tx()?;
-        let mut out = Vec::with_capacity(rows.len());
-        {
-            let mut find = tx
-                .prepare_cached("SELECT id, status FROM records WHERE idem_key = ?1")
-                .map_err(e)?;
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO records (idem_key, marketplace, product, customer, dimension, \
-                     start_time, start_secs, end_time, quantity, record_id, source, wire, status, \
-                     created_at, updated_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'pending', ?13, ?13)",
-                )
-                .map_err(e)?;
-            let mut requeue = tx
-                .prepare_cached(
-                    "UPDATE records SET status = 'pending', wire = ?2, source = ?3, \
-                     record_id = ?4, updated_at = ?5, finished_at = NULL WHERE id = ?1",
-                )
-                .map_err(e)?;
-            let mut log = tx
-                .prepare_cached(
-                    "INSERT INTO transitions (record, at, from_status, to_status, note) \
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .map_err(e)?;
-            for row in rows {
-                let r = &row.record;
-                let key = idempotency_key(r);
-                let wire = row.wire.to_string();
-                let existing: Option<(i64, String)> = find
-                    .query_row([&key], |x| Ok((x.get(0)?, x.get(1)?)))
-                    .optional()
-                    .map_err(e)?;
-                match existing {
-                    None => {
-                        insert
-                            .execute(params![
-                                key,
-                                r.marketplace.as_str(),
-                                r.product,
-                                r.customer,
-                                r.dimension,
-                                format_rfc3339(r.start_time),
-                                r.start_time.timestamp(),
-                                r.end_time.map(format_rfc3339),
-                                r.quantity.normalize().to_string(),
-                                r.record_id,
-                                row.source,
-                                wire,
-                                now,
-                            ])
-                            .map_err(e)?;
-                        let id = tx.last_insert_rowid();
-                        log.execute(params![id, now, None::<String>, "pending", "written"])
-                            .map_err(e)?;
-                        out.push(Enqueued::New(id));
-                    }
-                    Some((id, status)) => {
-                        let status = parse_status(&path, id, &status)?;
-                        if matches!(status, Status::Rejected | Status::Failed) {
-                            requeue
-                                .execute(params![id, wire, row.source, r.record_id, now])
-                                .map_err(e)?;
-                            log.execute(params![
-                                id,
-                                now,
-                                status.as_str(),
-                                "pending",
-                                "submitted again"
-                            ])
-                            .map_err(e)?;
-                            out.push(Enqueued::Requeued(id));
-                        } else {
-                            out.push(Enqueued::Existing(id, status));
-                        }
-                    }
-                }
-            }
-        }
+        let out = enqueue_in(&tx, &path, rows)?;
         tx.commit().map_err(e)?;
         Ok(out)
     }
@@ -1018,6 +988,98 @@ impl RawRow {
             finished_at: self.finished_at,
         })
     }
+}
+
+/// [`Ledger::enqueue`] inside a write transaction the caller holds (the agent's intake commits
+/// the rows, their idempotency entries and its answers together).
+pub(crate) fn enqueue_in(
+    tx: &Transaction<'_>,
+    path: &str,
+    rows: &[NewRow],
+) -> Result<Vec<Enqueued>, LedgerError> {
+    let e = |source| LedgerError::Sqlite {
+        path: path.to_owned(),
+        source,
+    };
+    let now = now_text();
+    let mut out = Vec::with_capacity(rows.len());
+    let mut find = tx
+        .prepare_cached("SELECT id, status FROM records WHERE idem_key = ?1")
+        .map_err(e)?;
+    let mut insert = tx
+        .prepare_cached(
+            "INSERT INTO records (idem_key, marketplace, product, customer, dimension, \
+                 start_time, start_secs, end_time, quantity, record_id, source, wire, status, \
+                 created_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'pending', ?13, ?13)",
+        )
+        .map_err(e)?;
+    let mut requeue = tx
+        .prepare_cached(
+            "UPDATE records SET status = 'pending', wire = ?2, source = ?3, \
+                 record_id = ?4, updated_at = ?5, finished_at = NULL WHERE id = ?1",
+        )
+        .map_err(e)?;
+    let mut log = tx
+        .prepare_cached(
+            "INSERT INTO transitions (record, at, from_status, to_status, note) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .map_err(e)?;
+    for row in rows {
+        let r = &row.record;
+        let key = idempotency_key(r);
+        let wire = row.wire.to_string();
+        let existing: Option<(i64, String)> = find
+            .query_row([&key], |x| Ok((x.get(0)?, x.get(1)?)))
+            .optional()
+            .map_err(e)?;
+        match existing {
+            None => {
+                insert
+                    .execute(params![
+                        key,
+                        r.marketplace.as_str(),
+                        r.product,
+                        r.customer,
+                        r.dimension,
+                        format_rfc3339(r.start_time),
+                        r.start_time.timestamp(),
+                        r.end_time.map(format_rfc3339),
+                        r.quantity.normalize().to_string(),
+                        r.record_id,
+                        row.source,
+                        wire,
+                        now,
+                    ])
+                    .map_err(e)?;
+                let id = tx.last_insert_rowid();
+                log.execute(params![id, now, None::<String>, "pending", "written"])
+                    .map_err(e)?;
+                out.push(Enqueued::New(id));
+            }
+            Some((id, status)) => {
+                let status = parse_status(path, id, &status)?;
+                if matches!(status, Status::Rejected | Status::Failed) {
+                    requeue
+                        .execute(params![id, wire, row.source, r.record_id, now])
+                        .map_err(e)?;
+                    log.execute(params![
+                        id,
+                        now,
+                        status.as_str(),
+                        "pending",
+                        "submitted again"
+                    ])
+                    .map_err(e)?;
+                    out.push(Enqueued::Requeued(id));
+                } else {
+                    out.push(Enqueued::Existing(id, status));
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The dedup history in the ledger at `path`, for `metergate check --ledger PATH`: rows in

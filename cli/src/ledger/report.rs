@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
-use metergate_core::Marketplace;
+use metergate_core::{ContractSet, Marketplace};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
@@ -111,12 +111,58 @@ fn s(v: impl ToString) -> Option<String> {
     Some(v.to_string())
 }
 
+/// The properties of a row's contract (joined by marketplace, product and customer), empty
+/// when the contract has none or is not known. They are the seller's own labels, for
+/// reconciliation; they never went on the wire.
+pub fn row_properties<'c>(
+    contracts: &'c ContractSet,
+    r: &LedgerRow,
+) -> Option<&'c BTreeMap<String, String>> {
+    contracts
+        .find(r.marketplace, &r.product, &r.customer)
+        .map(|(_, c)| &c.properties)
+        .filter(|p| !p.is_empty())
+}
+
+/// Properties in one cell: `key=value` pairs joined by `;`, in key order.
+pub fn properties_cell(p: Option<&BTreeMap<String, String>>) -> Option<String> {
+    p.map(|p| {
+        p.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(";")
+    })
+}
+
+#[derive(Serialize)]
+struct ListRow<'a> {
+    #[serde(flatten)]
+    row: &'a LedgerRow,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    properties: Option<&'a BTreeMap<String, String>>,
+}
+
 /// `metergate ledger list`: JSON writes whole rows (wire values included); text and CSV a
 /// column each for what a person reads.
 pub fn write_list(rows: &[LedgerRow], format: Format, out: &mut dyn Write) -> io::Result<()> {
+    write_list_with(rows, &ContractSet::default(), format, out)
+}
+
+/// [`write_list`] with each row's contract properties (a `properties` column; in JSON a
+/// `properties` object on rows whose contract has some).
+pub fn write_list_with(
+    rows: &[LedgerRow],
+    contracts: &ContractSet,
+    format: Format,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     if format == Format::Json {
         for r in rows {
-            serde_json::to_writer(&mut *out, r)?;
+            let row = ListRow {
+                row: r,
+                properties: row_properties(contracts, r),
+            };
+            serde_json::to_writer(&mut *out, &row)?;
             out.write_all(b"\n")?;
         }
         return out.flush();
@@ -138,6 +184,7 @@ pub fn write_list(rows: &[LedgerRow], format: Format, out: &mut dyn Write) -> io
         "source",
         "sent_at",
         "finished_at",
+        "properties",
     ];
     let rows = rows
         .iter()
@@ -159,6 +206,7 @@ pub fn write_list(rows: &[LedgerRow], format: Format, out: &mut dyn Write) -> io
                 r.source.clone(),
                 r.sent_at.clone(),
                 r.finished_at.clone(),
+                properties_cell(row_properties(contracts, r)),
             ]
         })
         .collect();
@@ -188,9 +236,11 @@ pub struct ExportRow<'a> {
     pub reason: String,
     /// The marketplace's record id (AWS MeteringRecordId).
     pub marketplace_record_id: &'a str,
+    /// The contract's properties (the seller's own labels), for reconciliation.
+    pub properties: BTreeMap<String, String>,
 }
 
-fn export_row(r: &LedgerRow) -> ExportRow<'_> {
+fn export_row<'a>(r: &'a LedgerRow, contracts: &ContractSet) -> ExportRow<'a> {
     let reason = match (&r.answer, &r.reason) {
         (Some(a), Some(why)) if a != "Success" => format!("{a}: {why}"),
         (Some(a), None) if a != "Success" => a.clone(),
@@ -208,11 +258,12 @@ fn export_row(r: &LedgerRow) -> ExportRow<'_> {
         status: r.status,
         reason,
         marketplace_record_id: r.marketplace_record_id.as_deref().unwrap_or(""),
+        properties: row_properties(contracts, r).cloned().unwrap_or_default(),
     }
 }
 
 /// The CSV header of `ledger export`.
-pub const EXPORT_COLUMNS: [&str; 10] = [
+pub const EXPORT_COLUMNS: [&str; 11] = [
     "submitted_at",
     "marketplace",
     "product",
@@ -223,13 +274,24 @@ pub const EXPORT_COLUMNS: [&str; 10] = [
     "status",
     "reason",
     "marketplace_record_id",
+    "properties",
 ];
 
 /// `metergate ledger export`: CSV with [`EXPORT_COLUMNS`], or one JSON array.
 pub fn write_export(rows: &[LedgerRow], format: Format, out: &mut dyn Write) -> io::Result<()> {
+    write_export_with(rows, &ContractSet::default(), format, out)
+}
+
+/// [`write_export`] with each row's contract properties (joined by its contract key).
+pub fn write_export_with(
+    rows: &[LedgerRow],
+    contracts: &ContractSet,
+    format: Format,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     match format {
         Format::Json => {
-            let v: Vec<ExportRow<'_>> = rows.iter().map(export_row).collect();
+            let v: Vec<ExportRow<'_>> = rows.iter().map(|r| export_row(r, contracts)).collect();
             serde_json::to_writer_pretty(&mut *out, &v)?;
             out.write_all(b"\n")?;
             out.flush()
@@ -238,7 +300,7 @@ pub fn write_export(rows: &[LedgerRow], format: Format, out: &mut dyn Write) -> 
             let rows = rows
                 .iter()
                 .map(|r| {
-                    let e = export_row(r);
+                    let e = export_row(r, contracts);
                     vec![
                         s(e.submitted_at),
                         s(e.marketplace),
@@ -250,6 +312,7 @@ pub fn write_export(rows: &[LedgerRow], format: Format, out: &mut dyn Write) -> 
                         s(e.status),
                         s(e.reason),
                         s(e.marketplace_record_id),
+                        properties_cell(Some(&e.properties).filter(|p| !p.is_empty())),
                     ]
                 })
                 .collect();

@@ -28,9 +28,10 @@
 //! * `ctx.contract`: `()` when the record has no contract, else an object with `status`
 //!   (`"pending"`, `"active"`, `"suspended"`, `"cancelled"`, `"ended"`), `marketplace`,
 //!   `product`, `customer`, `starts_at` (Time), `ends_at`, `cancelled_at`, `stop_time` (Time or
-//!   `()`), `plan` (string or `()`), `dimensions` (array of maps `#{name, unit, type}`; `unit`
-//!   a decimal or `()`, `type` `"int"`, `"decimal"` or `()`), `dimension_names` (array of
-//!   strings) and `has_dimension(name)`.
+//!   `()`), `plan` (string or `()`), `dimensions` (array of maps `#{name, unit, type, price}`;
+//!   `unit` and `price` a decimal or `()`, `type` `"int"`, `"decimal"` or `()`),
+//!   `dimension_names` (array of strings), `has_dimension(name)` and `properties` (a map of
+//!   the contract's string properties, empty when it has none).
 //! * `ctx.params`: this policy's parameters from the settings (`params.<name>`, which must
 //!   be a table), as a map: an empty map when there are none. JSON integers become integers,
 //!   other numbers decimals, `null` becomes `()`. Each read returns a fresh copy, so read it

@@ -193,6 +193,7 @@ fn dimension_maps(c: &Contract) -> Array {
                 MetricType::Decimal => "decimal",
             });
             m.insert("type".into(), opt_text(kind));
+            m.insert("price".into(), opt_decimal(d.price));
             Dynamic::from_map(m)
         })
         .collect()
@@ -460,6 +461,17 @@ pub(crate) fn register(engine: &mut Engine) {
         })
         .register_get("dimensions", |c: &mut ContractView| {
             c.with(dimension_maps, Array::new())
+        })
+        .register_get("properties", |c: &mut ContractView| -> Map {
+            c.with(
+                |c| {
+                    c.properties
+                        .iter()
+                        .map(|(k, v)| (k.as_str().into(), text(v)))
+                        .collect()
+                },
+                Map::new(),
+            )
         })
         .register_get("dimension_names", |c: &mut ContractView| -> Array {
             c.with(

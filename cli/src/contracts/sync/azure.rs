@@ -21,19 +21,18 @@
 //! `Suspended` → `suspended`, `Unsubscribed` → `cancelled` (the API gives no time: the first
 //! sync that sees it, or the webhook's time when the event came first).
 
-use std::collections::HashMap;
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use metergate_core::rules::azure::API_VERSION;
 use metergate_core::time::format_rfc3339;
 use metergate_core::{ContractStatus, Dimension, Marketplace};
 use serde_json::Value;
+use std::collections::HashMap;
 
+use super::get::{self, Answer};
 use super::{SyncError, Synced};
 use crate::submit::azure::AzureOptions;
 use crate::submit::token::{
-    self, error_chain, log_answer, log_request, random_uuid, EntraCredentials, EntraTokenClient,
+    self, error_chain, log_request, random_uuid, EntraCredentials, EntraTokenClient,
 };
 
 /// Calls per page or plan before the sync gives up.
@@ -77,44 +76,28 @@ impl Client {
                 .map_err(|e| fail(format!("cannot build the request: {}", error_chain(&e))))?;
             log_request(self.verbose, &req);
             self.calls += 1;
-            let answer = self.http.execute(req).await;
-            let retry = match answer {
-                Err(e) => format!("GET {url}: {}", error_chain(&e)),
-                Ok(a) => {
-                    let status = a.status().as_u16();
-                    let body = a.text().await.unwrap_or_default();
-                    log_answer(self.verbose, status, &body);
-                    match status {
-                        200..=299 => {
-                            return serde_json::from_str(&body).map_err(|e| {
-                                fail(format!("GET {url}: the answer is not JSON: {e}"))
-                            })
-                        }
-                        401 if !renewed => {
-                            renewed = true;
-                            self.tokens.invalidate();
-                            continue;
-                        }
-                        403 => return Err(fail(format!(
-                            "GET {url}: HTTP 403: the token's app is not the one the offer was published with ({})",
-                            token::snippet(&body)
-                        ))),
-                        429 | 500..=599 => format!("GET {url}: HTTP {status}: {}", token::snippet(&body)),
-                        _ => {
-                            return Err(fail(format!(
-                                "GET {url}: HTTP {status}: {}",
-                                token::snippet(&body)
-                            )))
-                        }
-                    }
+            let retry = match get::send(&self.http, req, url, self.verbose)
+                .await
+                .map_err(fail)?
+            {
+                Answer::Json(v) => return Ok(v),
+                Answer::Retry(m) => m,
+                Answer::Status { status: 401, .. } if !renewed => {
+                    renewed = true;
+                    self.tokens.invalidate();
+                    continue;
+                }
+                Answer::Status { status: 403, body } => return Err(fail(format!(
+                    "GET {url}: HTTP 403: the token's app is not the one the offer was published with ({body})"
+                ))),
+                Answer::Status { status, body } => {
+                    return Err(fail(format!("GET {url}: HTTP {status}: {body}")))
                 }
             };
             if attempt >= MAX_ATTEMPTS {
                 return Err(fail(format!("{retry} (after {attempt} attempts)")));
             }
-            let backoff =
-                Duration::from_millis(100 * (1 << attempt.min(6)) + fastrand::u64(0..100));
-            tokio::time::sleep(backoff).await;
+            get::pause(attempt).await;
         }
     }
 }
@@ -237,6 +220,8 @@ pub fn fetch(opts: &AzureOptions, now: DateTime<Utc>) -> Result<(Vec<Synced>, u6
                                     name,
                                     unit: None,
                                     kind: None,
+                                    price: None,
+                                    currency: None,
                                 });
                             }
                             v

@@ -26,7 +26,6 @@
 //! `suspended`; `ENTITLEMENT_CANCELLED` → `cancelled` at `updateTime`.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use google_cloud_auth::credentials::Builder as CredentialsBuilder;
@@ -34,8 +33,9 @@ use metergate_core::time::format_rfc3339;
 use metergate_core::{ContractStatus, Marketplace};
 use serde_json::{json, Value};
 
+use super::get::{self, Answer};
 use super::{contract_from_json, SyncError, Synced};
-use crate::submit::token::{self, error_chain, log_answer, Secret};
+use crate::submit::token::{self, error_chain, Secret};
 
 /// Replaces the Procurement API endpoint (tests).
 pub const ENDPOINT_ENV: &str = "METERGATE_GCP_PROCUREMENT_ENDPOINT";
@@ -252,37 +252,22 @@ pub fn fetch(
                 if verbose {
                     eprintln!("metergate: > GET {url}\nmetergate: > authorization: <redacted>");
                 }
-                let answer = http.get(&url).bearer_auth(tok.expose()).send().await;
-                let retry = match answer {
-                    Err(e) => format!("GET {url}: {}", error_chain(&e)),
-                    Ok(a) => {
-                        let status = a.status().as_u16();
-                        let body = a.text().await.unwrap_or_default();
-                        log_answer(verbose, status, &body);
-                        match status {
-                            200..=299 => {
-                                break serde_json::from_str(&body).map_err(|e| {
-                                    fail(format!("GET {url}: the answer is not JSON: {e}"))
-                                })?
-                            }
-                            429 | 500..=599 => {
-                                format!("GET {url}: HTTP {status}: {}", token::snippet(&body))
-                            }
-                            _ => {
-                                return Err(fail(format!(
-                                    "GET {url}: HTTP {status}: {}",
-                                    token::snippet(&body)
-                                )))
-                            }
-                        }
+                let req = http
+                    .get(&url)
+                    .bearer_auth(tok.expose())
+                    .build()
+                    .map_err(|e| fail(format!("cannot build the request: {}", error_chain(&e))))?;
+                let retry = match get::send(&http, req, &url, verbose).await.map_err(fail)? {
+                    Answer::Json(v) => break v,
+                    Answer::Retry(m) => m,
+                    Answer::Status { status, body } => {
+                        return Err(fail(format!("GET {url}: HTTP {status}: {body}")))
                     }
                 };
                 if attempt >= MAX_ATTEMPTS {
                     return Err(fail(format!("{retry} (after {attempt} attempts)")));
                 }
-                let backoff =
-                    Duration::from_millis(100 * (1 << attempt.min(6)) + fastrand::u64(0..100));
-                tokio::time::sleep(backoff).await;
+                get::pause(attempt).await;
             };
             for e in page
                 .get("entitlements")

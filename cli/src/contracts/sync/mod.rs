@@ -20,6 +20,7 @@
 pub mod aws;
 pub mod azure;
 pub mod gcp;
+mod get;
 
 use chrono::{DateTime, Utc};
 use metergate_core::{Contract, ContractStatus, Dimension, Marketplace};
@@ -159,6 +160,8 @@ pub fn merge(old: &Contract, s: &Synced, now: DateTime<Utc>) -> Contract {
                         name: d.name.clone(),
                         unit: d.unit,
                         kind: d.kind,
+                        price: d.price,
+                        currency: d.currency.clone(),
                     })
             })
             .collect();

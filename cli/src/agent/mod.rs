@@ -1,0 +1,323 @@
+//! `metergate serve`: the always-on metering agent.
+//!
+//! One process holds the pieces the batch commands already have behind an HTTP intake:
+//!
+//! - [`http`]: the axum router, the body limit, `/healthz` and `/readyz`, and where every
+//!   route is mounted;
+//! - [`auth`]: bearer tokens for `/v1/` (constant-time compare);
+//! - [`intake`]: `POST /v1/usage`, judged by the core at the real clock with the ledger's
+//!   history, idempotent, and committed to the ledger (group commit) before the answer;
+//! - [`send_loop`]: every `--send-interval`, or at once on a [`Wake`], the unfinished rows go out
+//!   with the existing senders ([`crate::submit`]), in a dedicated thread;
+//! - [`config`]: the config file, and the sections only the agent reads.
+//!
+//! Shared state is one [`AgentState`] behind an `Arc`. SQLite connections are per task: the
+//! intake writer, the send loop and each readiness probe open their own [`Ledger`].
+
+pub mod alerts;
+pub mod auth;
+pub mod config;
+pub mod http;
+pub mod intake;
+pub mod metrics;
+pub mod send_loop;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use metergate_core::{Marketplace, Settings, Validator};
+
+use crate::commands::submit::SendArgs;
+use crate::error::CliError;
+use crate::ledger::{Ledger, LedgerError};
+
+/// Everything `metergate serve` was started with (flags, with the config's `[serve]` section
+/// filling what the flags left out).
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The config file, if any.
+    pub config: Option<PathBuf>,
+    /// The ledger file (created when missing).
+    pub ledger: PathBuf,
+    /// A contracts file; without it the ledger's contract store.
+    pub contracts: Option<PathBuf>,
+    /// Seller policies (rhai files).
+    pub policies: Vec<PathBuf>,
+    /// How often the send loop runs.
+    pub send_interval: Duration,
+    /// Run without a token (loopback addresses only).
+    pub insecure_no_auth: bool,
+    /// How to reach the marketplaces.
+    pub send: SendArgs,
+}
+
+/// Why the agent cannot start or go on.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// A bad flag, config value or environment.
+    #[error("{0}")]
+    Config(String),
+    /// The contracts, policies or config could not be loaded.
+    #[error(transparent)]
+    Load(#[from] CliError),
+    /// The ledger failed.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The listener or the runtime failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The agent is shutting down or one of its threads is gone.
+    #[error("the agent is shutting down")]
+    Stopped,
+}
+
+/// A reason for the send loop to run now instead of at its next tick.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// Run a pass now.
+    Tick,
+    /// A contract was cancelled (or is about to be): send its pending records at once.
+    Contract {
+        /// Marketplace.
+        marketplace: Marketplace,
+        /// Product.
+        product: String,
+        /// Customer key.
+        customer: String,
+    },
+}
+
+/// Messages to the send loop.
+#[derive(Debug)]
+pub(crate) enum LoopMsg {
+    Wake(Wake),
+    Stop,
+}
+
+/// The agent's shared state, held as `Arc<AgentState>` by every route and task.
+pub struct AgentState {
+    /// The options it runs with.
+    pub options: ServeOptions,
+    /// The whole config file as JSON (TOML converted), for each module to parse its own
+    /// section (`serve`, `alerts`, `import`, ...); `Null` without a config file.
+    pub config: serde_json::Value,
+    /// The config's `[serve]` keys this module reads.
+    pub serve: config::ServeSection,
+    /// The core's settings from the config.
+    pub settings: Settings,
+    /// The bearer tokens.
+    pub auth: auth::Auth,
+    /// The largest request body, in bytes (413 above).
+    pub body_limit: usize,
+    /// Counters for `/metrics`.
+    pub metrics: metrics::Counters,
+    /// Alert delivery.
+    pub alerts: alerts::Alerter,
+    validator: RwLock<Arc<Validator>>,
+    /// Bumped whenever the ledger or the contracts change behind the intake's back (contracts
+    /// reloaded, rows ended by the send loop), so the intake rebuilds its dedup state.
+    generation: AtomicU64,
+    loop_tx: Mutex<mpsc::Sender<LoopMsg>>,
+    intake: intake::IntakeHandle,
+    stopping: AtomicBool,
+}
+
+impl AgentState {
+    /// The current validator (contracts, settings, policies).
+    pub fn validator(&self) -> Arc<Validator> {
+        match self.validator.read() {
+            Ok(v) => Arc::clone(&v),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Loads the contracts again (`--contracts`, else the ledger's contract store), after a
+    /// lifecycle event changed them; the intake judges with them from its next request on.
+    pub fn reload_contracts(&self) -> Result<(), AgentError> {
+        let v = build_validator(&self.options, &self.settings)?;
+        match self.validator.write() {
+            Ok(mut g) => *g = Arc::new(v),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(v),
+        }
+        self.ledger_changed();
+        tracing::info!(
+            contracts = self.validator().contracts().all().len(),
+            "contracts reloaded"
+        );
+        Ok(())
+    }
+
+    /// Tells the intake that rows changed state outside it (the send loop ended some, a
+    /// heartbeat or an hourly sum was written), so it reloads its dedup history.
+    pub fn ledger_changed(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The current generation (see [`AgentState::ledger_changed`]).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Makes the send loop run now.
+    pub fn wake(&self, w: Wake) {
+        if let Ok(tx) = self.loop_tx.lock() {
+            let _ = tx.send(LoopMsg::Wake(w));
+        }
+    }
+
+    /// True once shutdown has begun.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Opens a connection to the ledger (one per task).
+    pub fn open_ledger(&self) -> Result<Ledger, LedgerError> {
+        Ledger::open(&self.options.ledger)
+    }
+
+    /// The intake writer.
+    pub(crate) fn intake(&self) -> &intake::IntakeHandle {
+        &self.intake
+    }
+}
+
+/// Builds the validator from the options: contracts, settings, policies.
+fn build_validator(opts: &ServeOptions, settings: &Settings) -> Result<Validator, AgentError> {
+    let (contracts, _) = crate::contracts::load(opts.contracts.as_deref(), Some(&opts.ledger))?;
+    Ok(crate::config::build_validator(
+        contracts,
+        settings.clone(),
+        &opts.policies,
+    )?)
+}
+
+/// Runs the agent until SIGTERM or SIGINT: the HTTP server, the intake writer and the send
+/// loop. Prints `metergate: listening on http://ADDR` on stdout once the socket is bound.
+pub fn run(opts: ServeOptions, loaded: config::Loaded) -> Result<(), AgentError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("metergate-http")
+        .build()
+        .map_err(|source| AgentError::Io {
+            what: "cannot start the runtime".into(),
+            source,
+        })?;
+    rt.block_on(serve(opts, loaded))
+}
+
+async fn serve(opts: ServeOptions, loaded: config::Loaded) -> Result<(), AgentError> {
+    let auth = auth::Auth::load(loaded.serve.token_file.as_deref())?;
+    if auth.is_open() {
+        if !opts.insecure_no_auth {
+            return Err(AgentError::Config(format!(
+                "no API token: set {} (comma-separated for several) or [serve] token_file in the config; --insecure-no-auth runs without one on a loopback address",
+                auth::TOKEN_ENV
+            )));
+        }
+        if !opts.listen.ip().is_loopback() {
+            return Err(AgentError::Config(format!(
+                "--insecure-no-auth is allowed on a loopback address only, not {}",
+                opts.listen
+            )));
+        }
+        tracing::warn!("running WITHOUT authentication (--insecure-no-auth, loopback only)");
+    }
+    // The ledger first: it is created and migrated before anything else uses it.
+    let ledger = Ledger::open(&opts.ledger)?;
+    let validator = build_validator(&opts, &loaded.settings)?;
+    if validator.contracts().all().is_empty() {
+        tracing::warn!("no contracts loaded (--contracts or the ledger's contract store): every record will be rejected; /readyz answers 503");
+    }
+    let (loop_tx, loop_rx) = mpsc::channel();
+    let (intake, intake_rx) = intake::IntakeHandle::new();
+    let state = Arc::new(AgentState {
+        alerts: alerts::Alerter::new(&loaded.raw),
+        metrics: metrics::Counters::default(),
+        body_limit: loaded.body_limit()?,
+        config: loaded.raw,
+        serve: loaded.serve,
+        settings: loaded.settings,
+        auth,
+        validator: RwLock::new(Arc::new(validator)),
+        generation: AtomicU64::new(0),
+        loop_tx: Mutex::new(loop_tx),
+        intake,
+        stopping: AtomicBool::new(false),
+        options: opts,
+    });
+    let writer = intake::spawn_writer(Arc::clone(&state), ledger, intake_rx)?;
+    let sender = send_loop::spawn(Arc::clone(&state), loop_rx)?;
+
+    let listener = tokio::net::TcpListener::bind(state.options.listen)
+        .await
+        .map_err(|source| AgentError::Io {
+            what: format!("cannot listen on {}", state.options.listen),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| AgentError::Io {
+        what: "cannot read the listening address".into(),
+        source,
+    })?;
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "metergate: listening on http://{addr}");
+        let _ = out.flush();
+    }
+    tracing::info!(%addr, ledger = %state.options.ledger.display(), "listening");
+
+    let app = http::router(Arc::clone(&state));
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+
+    // Requests in flight are answered; now the loops.
+    state.stopping.store(true, Ordering::SeqCst);
+    if let Ok(tx) = state.loop_tx.lock() {
+        let _ = tx.send(LoopMsg::Stop);
+    }
+    state.intake.stop();
+    let joined = tokio::task::spawn_blocking(move || {
+        let _ = writer.join();
+        let _ = sender.join();
+    })
+    .await;
+    if joined.is_err() {
+        tracing::error!("a worker thread panicked during shutdown");
+    }
+    tracing::info!("stopped; unsent rows stay pending in the ledger");
+    served.map_err(|source| AgentError::Io {
+        what: "the HTTP server failed".into(),
+        source,
+    })
+}
+
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = term => tracing::info!("SIGTERM: finishing the requests and the call in flight"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: finishing the requests and the call in flight"),
+    }
+}
