@@ -121,6 +121,37 @@ fn write_u64(w: &mut impl Write, mut n: u64) -> io::Result<()> {
     w.write_all(buf.get(i..).unwrap_or_default())
 }
 
+/// A JSON string, escaped as serde_json escapes it.
+fn write_str(w: &mut impl Write, s: &str) -> io::Result<()> {
+    serde_json::to_writer(w, s).map_err(io::Error::from)
+}
+
+fn write_opt_str(w: &mut impl Write, s: Option<&str>) -> io::Result<()> {
+    match s {
+        Some(s) => write_str(w, s),
+        None => w.write_all(b"null"),
+    }
+}
+
+/// One finding, byte for byte what serde's derive writes for it (`code`, `severity`,
+/// `field`, `message`, `hint`, `rule`), with the keys written as they are instead of escaped
+/// again for every finding.
+fn write_finding(w: &mut impl Write, f: &metergate_core::Finding) -> io::Result<()> {
+    w.write_all(b"{\"code\":")?;
+    write_str(w, &f.code)?;
+    w.write_all(b",\"severity\":\"")?;
+    w.write_all(f.severity.as_str().as_bytes())?;
+    w.write_all(b"\",\"field\":")?;
+    write_opt_str(w, f.field.as_deref())?;
+    w.write_all(b",\"message\":")?;
+    write_str(w, &f.message)?;
+    w.write_all(b",\"hint\":")?;
+    write_opt_str(w, f.hint.as_deref())?;
+    w.write_all(b",\"rule\":")?;
+    write_str(w, &f.rule)?;
+    w.write_all(b"}")
+}
+
 impl<W: Write> VerdictSink for JsonLines<W> {
     fn begin_input(&mut self, name: &str, _: Option<&[String]>) -> io::Result<()> {
         self.set_file(name);
@@ -134,7 +165,7 @@ impl<W: Write> VerdictSink for JsonLines<W> {
         w.write_all(b",\"record_id\":")?;
         match &v.record_id {
             None => w.write_all(b"null")?,
-            Some(id) => serde_json::to_writer(&mut *w, id)?,
+            Some(id) => write_str(w, id)?,
         }
         w.write_all(b",\"verdict\":\"")?;
         w.write_all(v.verdict.as_str().as_bytes())?;
@@ -143,7 +174,7 @@ impl<W: Write> VerdictSink for JsonLines<W> {
             if i > 0 {
                 w.write_all(b",")?;
             }
-            serde_json::to_writer(&mut *w, f)?;
+            write_finding(w, f)?;
         }
         w.write_all(&self.source_prefix)?;
         write_u64(w, src.line)?;

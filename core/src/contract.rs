@@ -370,6 +370,9 @@ pub struct ContractSet {
     series: Vec<Vec<SeriesId>>,
     /// Per contract, the group of contracts with the same wire identity (and product, on AWS).
     identity_group: Vec<Option<u32>>,
+    /// Per contract, the findings that keep its identity off the wire (empty when it can go
+    /// on the wire): worked out once here instead of once per record.
+    identity_findings: Vec<Vec<crate::finding::Finding>>,
 }
 
 fn mp_slot(m: Marketplace) -> usize {
@@ -430,7 +433,8 @@ impl ContractSet {
                 .or_default()
                 .entry(c.customer.to_lowercase())
                 .or_insert(i as ContractId);
-            let (group, series) = match crate::identity::wire_identity(c) {
+            let identity = crate::identity::wire_identity(c);
+            let (group, series) = match &identity {
                 Ok(id) => {
                     let group_key = match c.marketplace {
                         Marketplace::Aws => format!("aws\u{0}{}\u{0}{}", c.product, id.key()),
@@ -442,12 +446,8 @@ impl ContractSet {
                         .dimensions
                         .iter()
                         .map(|d| {
-                            let key = crate::identity::series_key(
-                                c.marketplace,
-                                &c.product,
-                                &id,
-                                &d.name,
-                            );
+                            let key =
+                                crate::identity::series_key(c.marketplace, &c.product, id, &d.name);
                             let n = series_ids.len() as SeriesId;
                             *series_ids.entry(key).or_insert(n)
                         })
@@ -456,6 +456,8 @@ impl ContractSet {
                 }
                 Err(_) => (None, Vec::new()),
             };
+            set.identity_findings
+                .push(identity.err().unwrap_or_default());
             set.identity_group.push(group);
             set.series.push(series);
         }
@@ -467,6 +469,14 @@ impl ContractSet {
     /// go on the wire.
     pub fn series(&self, id: ContractId, dimension: usize) -> Option<SeriesId> {
         self.series.get(id as usize)?.get(dimension).copied()
+    }
+
+    /// The findings that keep this contract's identity off the wire (see
+    /// [`crate::identity::wire_identity`]); empty when it can go on the wire.
+    pub fn identity_findings(&self, id: ContractId) -> &[crate::finding::Finding] {
+        self.identity_findings
+            .get(id as usize)
+            .map_or(&[], Vec::as_slice)
     }
 
     /// The contracts with the same wire identity as this one (itself included), in input

@@ -314,6 +314,15 @@ impl CsvReader {
     }
 
     fn count_breaks(&mut self, bytes: &[u8]) {
+        // The common case, no `\r` at all: count the `\n`s (a loop the compiler vectorizes).
+        if !bytes.is_empty() && !bytes.contains(&b'\r') {
+            let n = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+            // A `\n` right after a `\r` that ended the last chunk ends no new line.
+            let joined = u64::from(self.prev_cr && bytes.first() == Some(&b'\n'));
+            self.breaks += n - joined;
+            self.prev_cr = false;
+            return;
+        }
         let mut prev_cr = self.prev_cr;
         let mut n = 0u64;
         for &b in bytes {

@@ -220,6 +220,11 @@ fn ident(f: Option<Field>, field: &str, errs: &mut Vec<Finding>) -> Option<Strin
         return None;
     };
     let s = text_of(f, field, errs)?;
+    // The common case, printable ASCII only, has neither surrounding spaces nor control
+    // characters: one pass over the bytes.
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Some(s);
+    }
     if s.trim() != s {
         errs.push(
             Finding::new(

@@ -84,7 +84,12 @@ pub fn deadline(
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> Deadline {
-    deadline_of(rec, contract, settings, now, true)
+    let (at, rule, hard) = deadline_of(rec, contract, settings, now, true);
+    Deadline {
+        at,
+        rule: rule.into(),
+        hard,
+    }
 }
 
 /// The last instant before the record becomes out of bounds (hard deadlines only: look-back,
@@ -95,29 +100,37 @@ pub fn hard_deadline(
     settings: &Settings,
     now: DateTime<Utc>,
 ) -> Option<Deadline> {
-    let d = deadline_of(rec, contract, settings, now, false);
-    (d.at != DateTime::<Utc>::MAX_UTC).then_some(d)
+    hard_deadline_of(rec, contract, settings, now).map(|(at, rule)| Deadline {
+        at,
+        rule: rule.into(),
+        hard: true,
+    })
 }
 
+/// [`hard_deadline`] without building its text: (instant, rule).
+fn hard_deadline_of(
+    rec: &UsageRecord,
+    contract: Option<&Contract>,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Option<(DateTime<Utc>, &'static str)> {
+    let (at, rule, _) = deadline_of(rec, contract, settings, now, false);
+    (at != DateTime::<Utc>::MAX_UTC).then_some((at, rule))
+}
+
+/// (instant, rule, hard): see [`deadline`].
 fn deadline_of(
     rec: &UsageRecord,
     contract: Option<&Contract>,
     settings: &Settings,
     now: DateTime<Utc>,
     soft: bool,
-) -> Deadline {
-    let mut best: Option<Deadline> = lookback_close(rec, settings).map(|(at, rule)| Deadline {
-        at,
-        rule: rule.into(),
-        hard: true,
-    });
-    let mut consider = |at: DateTime<Utc>, rule: &str, hard: bool| {
-        if best.as_ref().is_none_or(|b| at < b.at) {
-            best = Some(Deadline {
-                at,
-                rule: rule.into(),
-                hard,
-            });
+) -> (DateTime<Utc>, &'static str, bool) {
+    let mut best: Option<(DateTime<Utc>, &'static str, bool)> =
+        lookback_close(rec, settings).map(|(at, rule)| (at, rule, true));
+    let mut consider = |at: DateTime<Utc>, rule: &'static str, hard: bool| {
+        if best.is_none_or(|b| at < b.0) {
+            best = Some((at, rule, hard));
         }
     };
     if let Some(stop) = contract.and_then(|c| stop_instant(c, now)) {
@@ -139,17 +152,9 @@ fn deadline_of(
     // hard ever closes the record, so a record is never listed "soft" past a hard deadline.
     if soft && best.is_none() && rec.marketplace == Marketplace::Gcp {
         let end = rec.end_time.unwrap_or(rec.start_time);
-        best = Some(Deadline {
-            at: add(end, secs(gcp::LATENESS_SECS)),
-            rule: "gcp.lateness".into(),
-            hard: false,
-        });
+        best = Some((add(end, secs(gcp::LATENESS_SECS)), "gcp.lateness", false));
     }
-    best.unwrap_or(Deadline {
-        at: DateTime::<Utc>::MAX_UTC,
-        rule: String::new(),
-        hard: false,
-    })
+    best.unwrap_or((DateTime::<Utc>::MAX_UTC, "", false))
 }
 
 /// The first whole second at which a record's start is inside the look-back `rule` at `now`.
@@ -465,7 +470,7 @@ pub(crate) fn time_warnings(
 ) {
     let margin = settings.warning_margin.0;
     // Only a hard deadline makes the record out of bounds; Google's lateness is its own warning.
-    let d = hard_deadline(rec, contract, settings, now);
+    let d = hard_deadline_of(rec, contract, settings, now);
     if rec.marketplace == Marketplace::Gcp {
         if let Some(end) = rec.end_time {
             let late = add(end, secs(gcp::LATENESS_SECS));
@@ -486,19 +491,19 @@ pub(crate) fn time_warnings(
             }
         }
     }
-    if let Some(d) = d.filter(|d| now <= d.at && add(d.at, -margin) <= now) {
+    if let Some((at, rule)) = d.filter(|(at, _)| now <= *at && add(*at, -margin) <= now) {
         out.push(
             Finding::new(
                 Code::WindowClosing,
-                &d.rule,
+                rule,
                 Some("start_time"),
                 format!(
                     "this record can be sent only until {} ({} from now)",
-                    format_secs(d.at),
-                    human_duration(d.at - now)
+                    format_secs(at),
+                    human_duration(at - now)
                 ),
             )
-            .hint(format!("deadline: {}; send it now", format_secs(d.at))),
+            .hint(format!("deadline: {}; send it now", format_secs(at))),
         );
     }
     let cutoff = match rec.marketplace {

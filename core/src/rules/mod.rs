@@ -44,10 +44,8 @@ pub(crate) fn check<'c>(
         out.push(not_entitled(rec, contracts));
     }
     let c = contract.map(|(_, c)| c);
-    if let Some(c) = c {
-        if let Err(found) = crate::identity::wire_identity(c) {
-            out.extend(found);
-        }
+    if let Some((cid, c)) = contract {
+        out.extend_from_slice(contracts.identity_findings(cid));
         if mp == Marketplace::Azure {
             azure::check_plan(rec, c, out);
         }
@@ -213,10 +211,29 @@ pub(crate) fn verify_suggestions(
     now: DateTime<Utc>,
     found: &mut [Finding],
 ) {
+    if !found.iter().any(|f| f.suggestion.is_some()) {
+        return;
+    }
+    // The rules read neither the record id nor the attributes: the candidates are judged
+    // without copying them.
+    let bare = UsageRecord {
+        marketplace: rec.marketplace,
+        product: rec.product.clone(),
+        customer: rec.customer.clone(),
+        dimension: rec.dimension.clone(),
+        quantity: rec.quantity,
+        start_time: rec.start_time,
+        end_time: rec.end_time,
+        record_id: None,
+        plan: rec.plan.clone(),
+        allocations: rec.allocations.clone(),
+        attributes: std::collections::BTreeMap::new(),
+    };
+    let mut judged = Vec::new();
     for f in found.iter_mut() {
         let Some(s) = &f.suggestion else { continue };
-        let (candidate, at) = s.apply(rec, now);
-        let mut judged = Vec::new();
+        let (candidate, at) = s.apply(&bare, now);
+        judged.clear();
         check(&candidate, contracts, settings, at, &mut judged);
         if !s.accepts(&judged) {
             f.hint = Some(s.fallback.clone());
