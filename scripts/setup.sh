@@ -38,6 +38,16 @@ if [ -d web-demo ] && [ -f web-demo/package.json ] && ! command -v chromium >/de
 fi
 command -v chromium >/dev/null 2>&1 && chromium --version || true
 
+step "openssl (signs the SNS test messages of serve_events)"
+if ! command -v openssl >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+  fi
+fi
+openssl version
+
 step "moto (AWS peer), into .peers/moto"
 if [ ! -f .peers/moto/moto/__init__.py ]; then
   python3 -m pip install --quiet --disable-pip-version-check --target .peers/moto 'moto==5.2.5' flask flask-cors
