@@ -5,6 +5,9 @@
 #[path = "submit_support/mod.rs"]
 mod support;
 
+#[path = "serve_support/mod.rs"]
+mod serve_support;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -427,4 +430,61 @@ fn import_orb_to_moto_bills_orb_total_to_the_cent() {
     );
     assert!(records.iter().all(|r| r["dimension"] == "usage_fee"));
     assert!(rows(&ledger).iter().all(|r| r.status == Status::Accepted));
+}
+
+/// `serve` with `[import.orb]`: an import at start, its row sent by the send loop; counted
+/// at moto. Without `$ORB_API_KEY` the agent refuses to start.
+#[test]
+fn serve_imports_orb_at_start_and_sends_it() {
+    let Some(peer) = Peer::start(&["--subscribe", "prod-a:cust-1"]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut orb = Orb::start(dir.path());
+    orb.subscription("sub_1", hours_ago(48));
+    orb.cost("sub_1", hours_ago(3), "4.567");
+    let contracts = contracts(dir.path(), &[("cust-1", "sub_1")]);
+    let cfg = dir.path().join("metergate.toml");
+    std::fs::write(&cfg, "[import.orb]\nevery = \"1h\"\n").unwrap();
+    let args = [
+        "--contracts",
+        contracts.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--send-interval",
+        "200ms",
+    ];
+    let orb_url = format!("http://127.0.0.1:{}/v1", orb.port);
+    let aws = peer.url();
+    let envs = [
+        ("METERGATE_API_TOKEN", "serve-orb-token"),
+        ("AWS_ENDPOINT_URL", aws.as_str()),
+        ("ORB_API_URL", orb_url.as_str()),
+    ];
+
+    let refused = serve_support::Server::try_start(&args, &envs);
+    let Err((status, log)) = refused else {
+        panic!("serve started without ORB_API_KEY");
+    };
+    assert_eq!(status.and_then(|s| s.code()), Some(2), "{log}");
+
+    let mut with_key = envs.to_vec();
+    with_key.push(("ORB_API_KEY", KEY));
+    let mut server = serve_support::Server::start(&args, &with_key);
+    let start = std::time::Instant::now();
+    while peer.records().is_empty() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "no record reached moto:\n{}",
+            server.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    server.terminate(std::time::Duration::from_secs(20));
+    let recs = peer.records();
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs[0]["dimension"], "usage_fee");
+    // 4.567 at 0.01 a unit: 456 units sent, 0.007 carried.
+    assert_eq!(recs[0]["quantity"], 456);
+    assert_eq!(orb.calls().len(), 1, "one import at start");
 }

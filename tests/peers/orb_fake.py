@@ -173,6 +173,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def reply(self, status, body):
         raw = json.dumps(body).encode()
+        # Logged before the answer goes out, so a client that has its answer finds the call
+        # in the log (a test reading the log right after its call never misses it).
+        self.server.state.log({**self.call, "status": status})
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(raw)))
@@ -188,8 +191,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         url = urllib.parse.urlsplit(self.path)
         query = dict(urllib.parse.parse_qsl(url.query))
-        status = self.handle_get(url.path, query)
-        self.server.state.log({"type": "call", "path": url.path, "query": query, "status": status})
+        self.call = {"type": "call", "path": url.path, "query": query}
+        self.handle_get(url.path, query)
 
     def handle_get(self, path, query):
         st = self.server.state

@@ -10,6 +10,7 @@
 //! - [`send_loop`]: every `--send-interval`, or at once on a [`Wake`], runs the [`scheduler`]
 //!   in a dedicated thread: [`hourly`] sums closed, [`heartbeat`]s written, and the unfinished
 //!   rows sent earliest deadline first with the existing senders ([`crate::submit`]);
+//! - [`import_loop`]: with `[import.orb]`, Orb's costs imported at start and on its schedule;
 //! - [`config`]: the config file, and the sections only the agent reads.
 //!
 //! Shared state is one [`AgentState`] behind an `Arc`. SQLite connections are per task: the
@@ -22,6 +23,7 @@ pub mod events;
 pub mod heartbeat;
 pub mod hourly;
 pub mod http;
+pub mod import_loop;
 pub mod intake;
 pub mod metrics;
 pub mod scheduler;
@@ -250,6 +252,8 @@ async fn serve(opts: ServeOptions, loaded: config::Loaded) -> Result<(), AgentEr
     if validator.contracts().all().is_empty() {
         tracing::warn!("no contracts loaded (--contracts or the ledger's contract store): every record will be rejected; /readyz answers 503");
     }
+    // [import.orb] (issue #21): a bad section or a missing API key stops the start.
+    let orb = import_loop::setup(&loaded.raw, opts.send.verbose)?;
     let (loop_tx, loop_rx) = mpsc::channel();
     let (intake, intake_rx) = intake::IntakeHandle::new();
     let scheduler = scheduler::SchedulerConfig::from_config(
@@ -281,6 +285,13 @@ async fn serve(opts: ServeOptions, loaded: config::Loaded) -> Result<(), AgentEr
     });
     let writer = intake::spawn_writer(Arc::clone(&state), ledger, intake_rx)?;
     let sender = send_loop::spawn(Arc::clone(&state), loop_rx)?;
+    let importer = match orb {
+        Some(schedule) => Some(import_loop::ImportLoop::spawn(
+            Arc::clone(&state),
+            schedule,
+        )?),
+        None => None,
+    };
 
     let listener = tokio::net::TcpListener::bind(state.options.listen)
         .await
@@ -313,6 +324,9 @@ async fn serve(opts: ServeOptions, loaded: config::Loaded) -> Result<(), AgentEr
     state.intake.stop();
     let alerts = state.alerts.clone();
     let joined = tokio::task::spawn_blocking(move || {
+        if let Some(i) = importer {
+            i.stop();
+        }
         let _ = writer.join();
         let _ = sender.join();
         // S4 observe: alerts of the last pass get a few seconds to reach the webhook.
