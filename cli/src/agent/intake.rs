@@ -487,7 +487,8 @@ fn judge_request(
             let mut row_id = None;
             if summed {
                 if let Some(record) = parsed.filter(|_| v.accepted()) {
-                    let added = tx.add_hourly(std::slice::from_ref(&record))?;
+                    let (sql, path) = tx.transaction();
+                    let added = hourly::add_events_in(sql, path, std::slice::from_ref(&record))?;
                     if let Some(f) = added
                         .first()
                         .and_then(|a| hourly::closed_finding(&record, a))

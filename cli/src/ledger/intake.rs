@@ -51,13 +51,10 @@ impl Ledger {
 }
 
 impl IntakeTx<'_> {
-    /// Adds accepted events to their hours' open sums, in this transaction (the agent's
-    /// `[serve] aggregate = "hourly"`; see [`crate::agent::hourly::add_events`]).
-    pub fn add_hourly(
-        &self,
-        records: &[metergate_core::UsageRecord],
-    ) -> Result<Vec<crate::agent::hourly::Added>, LedgerError> {
-        crate::agent::hourly::add_events_in(&self.tx, &self.path, records)
+    /// The open transaction and the ledger's path, for writers of the agent's own tables that
+    /// must commit with the group (the hourly sums, [`crate::agent::hourly::add_events_in`]).
+    pub fn transaction(&self) -> (&Transaction<'_>, &str) {
+        (&self.tx, &self.path)
     }
 
     fn err(&self) -> impl Fn(rusqlite::Error) -> LedgerError + '_ {
