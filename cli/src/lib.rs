@@ -16,6 +16,7 @@ pub mod import;
 pub mod input;
 pub mod ledger;
 pub mod output;
+pub mod rest;
 pub mod submit;
 pub mod text;
 

@@ -24,7 +24,6 @@
 //! it and the ledger is unchanged for it. The API key never appears in output or the ledger.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use chrono::{DateTime, Days, Utc};
 use metergate_core::contract::ContractId;
@@ -35,7 +34,8 @@ use serde_json::Value;
 
 use super::{cost_dimension, import_state, CostReading, ImportReport, Platform, ReadFailure};
 use crate::ledger::{Ledger, LedgerError};
-use crate::submit::token::{self, error_chain, log_answer, log_request, Secret};
+use crate::rest::{self, Answer};
+use crate::submit::token::{self, error_chain, log_request, Secret};
 
 /// The contract property holding the Orb subscription id.
 pub const SUBSCRIPTION_PROPERTY: &str = "orb_subscription_id";
@@ -245,28 +245,17 @@ async fn fetch_costs(
             .build()
             .map_err(|e| format!("cannot build the request: {}", error_chain(&e)))?;
         log_request(opts.verbose, &req);
-        let retry = match http.execute(req).await {
-            Err(e) => format!("GET {url}: {}", error_chain(&e)),
-            Ok(a) => {
-                let status = a.status().as_u16();
-                let body = a.text().await.unwrap_or_default();
-                log_answer(opts.verbose, status, &body);
-                match status {
-                    200..=299 => {
-                        let v: Value = serde_json::from_str(&body)
-                            .map_err(|e| format!("GET {url}: the answer is not JSON: {e}"))?;
-                        return total_of(&v).map_err(|e| format!("GET {url}: {e}"));
-                    }
-                    429 | 500..=599 => format!("GET {url}: {}", orb_error(status, &body)),
-                    _ => return Err(format!("GET {url}: {}", orb_error(status, &body))),
-                }
+        let retry = match rest::send(http, req, url.as_str(), opts.verbose, orb_error).await? {
+            Answer::Json(v) => return total_of(&v).map_err(|e| format!("GET {url}: {e}")),
+            Answer::Retry(m) => m,
+            Answer::Status { status, body } => {
+                return Err(format!("GET {url}: {}", orb_error(status, &body)))
             }
         };
         if attempt >= MAX_ATTEMPTS {
             return Err(format!("{retry} (after {attempt} attempts)"));
         }
-        let backoff = Duration::from_millis(100 * (1 << attempt.min(6)) + fastrand::u64(0..100));
-        tokio::time::sleep(backoff).await;
+        rest::pause(attempt).await;
     }
 }
 

@@ -14,13 +14,12 @@
 //! 401; when the API cannot be reached or fails (5xx, 429, a refused token) the answer is 503,
 //! so Microsoft delivers the webhook again later.
 
-use std::time::Duration;
-
 use metergate_core::rules::azure::API_VERSION;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::EventAuthError;
+use crate::rest::{self, Answer};
 use crate::submit::token::{self, error_chain, random_uuid, EntraCredentials, EntraTokenClient};
 
 /// Calls before a failing API is reported as unavailable.
@@ -125,54 +124,49 @@ impl OperationConfirmer {
                     })
                 })?
             };
-            let sent = self
+            let req = self
                 .http
                 .get(url)
                 .bearer_auth(tok.expose())
                 .header("x-ms-requestid", random_uuid().to_string())
                 .header("x-ms-correlationid", random_uuid().to_string())
                 .header("accept", "application/json")
-                .send()
-                .await;
-            let retry = match sent {
-                Err(e) => format!("GET {url}: {}", error_chain(&e)),
-                Ok(a) => {
-                    let status = a.status().as_u16();
-                    let body = a.text().await.unwrap_or_default();
-                    match status {
-                        200..=299 => {
-                            return serde_json::from_str(&body).map_err(|e| {
-                                unavailable(format!("GET {url}: the answer is not JSON: {e}"))
-                            })
-                        }
-                        // Microsoft answers 404 for an operation it does not know, and 400
-                        // for an id it cannot read.
-                        400 | 404 => {
-                            return Err(unverified(format!(
-                                "no such operation (GET {url}: HTTP {status})"
-                            )))
-                        }
-                        401 if !renewed => {
-                            renewed = true;
-                            self.tokens.lock().await.invalidate();
-                            continue;
-                        }
-                        429 | 500..=599 => {
-                            format!("GET {url}: HTTP {status}: {}", token::snippet(&body))
-                        }
-                        _ => {
-                            return Err(unavailable(format!(
-                                "GET {url}: HTTP {status}: {}",
-                                token::snippet(&body)
-                            )))
-                        }
-                    }
+                .build()
+                .map_err(|e| {
+                    unavailable(format!("cannot build the request: {}", error_chain(&e)))
+                })?;
+            let retry = match rest::send(&self.http, req, url, false, rest::plain_status)
+                .await
+                .map_err(unavailable)?
+            {
+                Answer::Json(v) => return Ok(v),
+                Answer::Retry(m) => m,
+                // Microsoft answers 404 for an operation it does not know, and 400 for an id
+                // it cannot read.
+                Answer::Status {
+                    status: status @ (400 | 404),
+                    ..
+                } => {
+                    return Err(unverified(format!(
+                        "no such operation (GET {url}: HTTP {status})"
+                    )))
+                }
+                Answer::Status { status: 401, .. } if !renewed => {
+                    renewed = true;
+                    self.tokens.lock().await.invalidate();
+                    continue;
+                }
+                Answer::Status { status, body } => {
+                    return Err(unavailable(format!(
+                        "GET {url}: HTTP {status}: {}",
+                        token::snippet(&body)
+                    )))
                 }
             };
             if attempt >= MAX_ATTEMPTS {
                 return Err(unavailable(format!("{retry} (after {attempt} attempts)")));
             }
-            tokio::time::sleep(Duration::from_millis(100 * (1 << attempt))).await;
+            rest::pause(attempt).await;
         }
     }
 }

@@ -28,8 +28,8 @@ use metergate_core::{ContractStatus, Dimension, Marketplace};
 use serde_json::Value;
 use std::collections::HashMap;
 
-use super::get::{self, Answer};
 use super::{SyncError, Synced};
+use crate::rest::{self, Answer};
 use crate::submit::azure::AzureOptions;
 use crate::submit::token::{
     self, error_chain, log_request, random_uuid, EntraCredentials, EntraTokenClient,
@@ -76,7 +76,7 @@ impl Client {
                 .map_err(|e| fail(format!("cannot build the request: {}", error_chain(&e))))?;
             log_request(self.verbose, &req);
             self.calls += 1;
-            let retry = match get::send(&self.http, req, url, self.verbose)
+            let retry = match rest::send(&self.http, req, url, self.verbose, rest::plain_status)
                 .await
                 .map_err(fail)?
             {
@@ -88,16 +88,20 @@ impl Client {
                     continue;
                 }
                 Answer::Status { status: 403, body } => return Err(fail(format!(
-                    "GET {url}: HTTP 403: the token's app is not the one the offer was published with ({body})"
+                    "GET {url}: HTTP 403: the token's app is not the one the offer was published with ({})",
+                    token::snippet(&body)
                 ))),
                 Answer::Status { status, body } => {
-                    return Err(fail(format!("GET {url}: HTTP {status}: {body}")))
+                    return Err(fail(format!(
+                        "GET {url}: HTTP {status}: {}",
+                        token::snippet(&body)
+                    )))
                 }
             };
             if attempt >= MAX_ATTEMPTS {
                 return Err(fail(format!("{retry} (after {attempt} attempts)")));
             }
-            get::pause(attempt).await;
+            rest::pause(attempt).await;
         }
     }
 }

@@ -33,8 +33,8 @@ use metergate_core::time::format_rfc3339;
 use metergate_core::{ContractStatus, Marketplace};
 use serde_json::{json, Value};
 
-use super::get::{self, Answer};
 use super::{contract_from_json, SyncError, Synced};
+use crate::rest::{self, Answer};
 use crate::submit::token::{self, error_chain, Secret};
 
 /// Replaces the Procurement API endpoint (tests).
@@ -257,17 +257,23 @@ pub fn fetch(
                     .bearer_auth(tok.expose())
                     .build()
                     .map_err(|e| fail(format!("cannot build the request: {}", error_chain(&e))))?;
-                let retry = match get::send(&http, req, &url, verbose).await.map_err(fail)? {
+                let retry = match rest::send(&http, req, &url, verbose, rest::plain_status)
+                    .await
+                    .map_err(fail)?
+                {
                     Answer::Json(v) => break v,
                     Answer::Retry(m) => m,
                     Answer::Status { status, body } => {
-                        return Err(fail(format!("GET {url}: HTTP {status}: {body}")))
+                        return Err(fail(format!(
+                            "GET {url}: HTTP {status}: {}",
+                            token::snippet(&body)
+                        )))
                     }
                 };
                 if attempt >= MAX_ATTEMPTS {
                     return Err(fail(format!("{retry} (after {attempt} attempts)")));
                 }
-                get::pause(attempt).await;
+                rest::pause(attempt).await;
             };
             for e in page
                 .get("entitlements")

@@ -20,7 +20,6 @@
 pub mod aws;
 pub mod azure;
 pub mod gcp;
-mod get;
 
 use chrono::{DateTime, Utc};
 use metergate_core::{Contract, ContractStatus, Dimension, Marketplace};
