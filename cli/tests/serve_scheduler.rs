@@ -16,9 +16,9 @@ use chrono::{DateTime, Duration, Utc};
 use metergate::agent::heartbeat::HeartbeatConfig;
 use metergate::agent::hourly::{self, Added, HourEnd, HourlyConfig};
 use metergate::agent::scheduler::{Scheduler, SchedulerConfig, TickReport};
-use metergate::ledger::{Enqueued, Ledger, NewRow, Status};
+use metergate::ledger::{Ledger, Status};
 use metergate::submit::aws::AwsOptions;
-use metergate::submit::{self, RetryPolicy, SendOptions};
+use metergate::submit::{RetryPolicy, SendOptions};
 use metergate_core::{ContractSet, Marketplace, Settings, UsageRecord, Validator};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
@@ -117,36 +117,6 @@ fn record(product: &str, customer: &str, dim: &str, q: i64, t: DateTime<Utc>) ->
         allocations: None,
         attributes: BTreeMap::new(),
     }
-}
-
-/// Writes records as pending rows, as the intake does after judging them.
-fn enqueue(l: &mut Ledger, v: &Validator, recs: &[UsageRecord]) -> Vec<i64> {
-    let rows: Vec<NewRow> = recs
-        .iter()
-        .map(|r| {
-            let c = v
-                .contracts()
-                .find(r.marketplace, &r.product, &r.customer)
-                .map(|(_, c)| c);
-            NewRow {
-                record: r.clone(),
-                source: None,
-                wire: submit::wire_values(r, c).unwrap(),
-            }
-        })
-        .collect();
-    l.enqueue(&rows)
-        .unwrap()
-        .into_iter()
-        .map(|e| match e {
-            Enqueued::New(id) => id,
-            other => panic!("{other:?}"),
-        })
-        .collect()
-}
-
-fn status_of(l: &Ledger, id: i64) -> Status {
-    l.rows(&[id]).unwrap()[0].status
 }
 
 /// (product, identity, dimension, timestamp secs, quantity, status) of each record the peer got.

@@ -15,14 +15,14 @@ use chrono::{DateTime, Duration, Utc};
 use metergate::agent::heartbeat::HeartbeatConfig;
 use metergate::agent::hourly::{self, HourEnd, HourlyConfig};
 use metergate::agent::scheduler::{Scheduler, SchedulerConfig};
-use metergate::ledger::{Enqueued, Ledger, NewRow, Status};
+use metergate::ledger::{Ledger, Status};
 use metergate::submit::azure::AzureOptions;
 use metergate::submit::gcp::GcpOptions;
-use metergate::submit::{self, RetryPolicy, SendOptions};
+use metergate::submit::{RetryPolicy, SendOptions};
 use metergate_core::{ContractSet, Marketplace, Settings, UsageRecord, Validator};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
-use support::{hours_ago, rfc};
+use support::{enqueue, hours_ago, rfc, status_of};
 
 const SECRET: &str = "test-secret-azure";
 const TOKEN: &str = "test-token-gcp";
@@ -115,35 +115,6 @@ fn rec(
         allocations: None,
         attributes: BTreeMap::new(),
     }
-}
-
-fn enqueue(l: &mut Ledger, v: &Validator, recs: &[UsageRecord]) -> Vec<i64> {
-    let rows: Vec<NewRow> = recs
-        .iter()
-        .map(|r| {
-            let c = v
-                .contracts()
-                .find(r.marketplace, &r.product, &r.customer)
-                .map(|(_, c)| c);
-            NewRow {
-                record: r.clone(),
-                source: None,
-                wire: submit::wire_values(r, c).unwrap(),
-            }
-        })
-        .collect();
-    l.enqueue(&rows)
-        .unwrap()
-        .into_iter()
-        .map(|e| match e {
-            Enqueued::New(id) => id,
-            other => panic!("{other:?}"),
-        })
-        .collect()
-}
-
-fn status_of(l: &Ledger, id: i64) -> Status {
-    l.rows(&[id]).unwrap()[0].status
 }
 
 /// Microsoft: earliest deadline first inside the call, expiry on the 24 h look-back, and an

@@ -380,3 +380,39 @@ pub fn kill_rounds(
     }
     kills
 }
+
+/// Writes records as pending rows with their wire values, as the intake does after judging
+/// them; returns the new rows' ids.
+pub fn enqueue(
+    l: &mut metergate::ledger::Ledger,
+    v: &metergate_core::Validator,
+    recs: &[metergate_core::UsageRecord],
+) -> Vec<i64> {
+    let rows: Vec<metergate::ledger::NewRow> = recs
+        .iter()
+        .map(|r| {
+            let c = v
+                .contracts()
+                .find(r.marketplace, &r.product, &r.customer)
+                .map(|(_, c)| c);
+            metergate::ledger::NewRow {
+                record: r.clone(),
+                source: None,
+                wire: metergate::submit::wire_values(r, c).unwrap(),
+            }
+        })
+        .collect();
+    l.enqueue(&rows)
+        .unwrap()
+        .into_iter()
+        .map(|e| match e {
+            metergate::ledger::Enqueued::New(id) => id,
+            other => panic!("{other:?}"),
+        })
+        .collect()
+}
+
+/// A ledger row's state.
+pub fn status_of(l: &metergate::ledger::Ledger, id: i64) -> metergate::ledger::Status {
+    l.rows(&[id]).unwrap()[0].status
+}
