@@ -26,6 +26,7 @@
 //!
 //! Schema versions are kept in `PRAGMA user_version` and applied in order by [`Ledger::open`].
 
+pub mod db;
 pub mod intake;
 pub mod observe;
 pub mod report;
