@@ -38,7 +38,7 @@ pub mod intake;
 pub mod observe;
 pub mod report;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -1304,6 +1304,40 @@ impl Ledger {
         Ok(claimed)
     }
 
+    /// Of `ids`, the rows another live sender holds right now: `sending` under a lease that
+    /// has not run out, of another process that is not known dead (none after
+    /// [`Ledger::take_over_leases`]). Callers leave those rows to their holder: they neither
+    /// send nor end them (the holder ends them, or its lease runs out).
+    pub fn held_elsewhere(&self, ids: &[i64]) -> Result<HashSet<i64>, LedgerError> {
+        let mut out = HashSet::new();
+        if self.take_over {
+            return Ok(out);
+        }
+        let now = Utc::now().timestamp();
+        let e = self.err();
+        for chunk in ids.chunks(CLAIM_CHUNK) {
+            let list: Vec<String> = (1..=chunk.len()).map(|i| format!("?{i}")).collect();
+            let sql = format!(
+                "SELECT id, lease_owner, lease_until FROM records WHERE status = 'sending' \
+                 AND lease_owner IS NOT NULL AND id IN ({})",
+                list.join(", ")
+            );
+            let args: Vec<&dyn ToValue> = chunk.iter().map(|i| i as &dyn ToValue).collect();
+            for r in self.db.query(&sql, &args).map_err(&e)? {
+                let id: i64 = r.get(0).map_err(&e)?;
+                let owner: String = r.get(1).map_err(&e)?;
+                let until: Option<i64> = r.get(2).map_err(&e)?;
+                if until.is_some_and(|u| u > now)
+                    && owner != self.owner
+                    && !owner_is_dead(&owner, &self.owner)
+                {
+                    out.insert(id);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Records end states, all in one transaction, and lets go of their leases. Rows not in
     /// `pending`/`sending` are left alone (an end state is never overwritten).
     pub fn finish(&mut self, outcomes: &[(i64, Outcome)]) -> Result<(), LedgerError> {
@@ -1957,6 +1991,8 @@ mod tests {
         // Now y is b's: a leaves it alone.
         a.set_lease(DEFAULT_LEASE);
         assert!(a.claim(&[y]).unwrap().is_empty());
+        assert_eq!(a.held_elsewhere(&[x, y]).unwrap(), HashSet::from([y]));
+        assert_eq!(b.held_elsewhere(&[x, y]).unwrap(), HashSet::from([x]));
         // resume takes over whatever the lease.
         let mut r = open();
         r.owner = "elsewhere:-:2:r".into();
