@@ -2052,6 +2052,77 @@ mod tests {
         assert_eq!(seen, all, "every row was claimed by someone");
     }
 
+    /// The state machine's other steps on any engine: requeue, re-enqueue, lists, counts,
+    /// observe queries.
+    fn round_trip(l: &mut Ledger) {
+        let rows = ids(&l
+            .enqueue(&[new_row("c-1", 5), new_row("c-1", 4), new_row("c-2", 3)])
+            .unwrap());
+        let failed = Outcome {
+            status: Status::Failed,
+            answer: Some("ThrottlingException".into()),
+            reason: Some("no answer".into()),
+            marketplace_record_id: None,
+        };
+        assert_eq!(l.claim(&rows).unwrap(), rows);
+        l.finish(&[(rows[0], failed.clone())]).unwrap();
+        assert_eq!(l.requeue_failed().unwrap(), 1);
+        assert_eq!(l.rows(&[rows[0]]).unwrap()[0].status, Status::Pending);
+        l.finish(&[(rows[1], failed.clone())]).unwrap();
+        // Submitting a failed row again re-queues it.
+        assert_eq!(
+            l.enqueue(&[new_row("c-1", 4)]).unwrap(),
+            [Enqueued::Requeued(rows[1])]
+        );
+        assert_eq!(l.transitions(rows[1]).unwrap().len(), 4);
+        let c = l.counts().unwrap();
+        assert!(c.contains(&(Status::Pending, 2)) && c.contains(&(Status::Sending, 1)));
+        let f = Filter {
+            customer: Some("c-1".into()),
+            ..Filter::default()
+        };
+        assert_eq!(l.list(&f).unwrap().len(), 2);
+        assert_eq!(l.history().unwrap().len(), 3);
+        assert!(l
+            .has_usage_in_hour(
+                Marketplace::Aws,
+                "prod-a",
+                "c-2",
+                "api_calls",
+                hour_floor(Utc::now()) - chrono::Duration::hours(3)
+            )
+            .unwrap());
+        let first = l.earliest_unfinished_per_contract().unwrap();
+        let got: Vec<(String, i64)> = first.iter().map(|r| (r.customer.clone(), r.id)).collect();
+        assert_eq!(
+            got,
+            [("c-1".to_owned(), rows[0]), ("c-2".to_owned(), rows[2])]
+        );
+        assert_eq!(l.unfinished_by_marketplace().unwrap()[0].1, 3);
+        assert_eq!(l.last_usage_per_contract().unwrap().len(), 2);
+        let q = observe::RowQuery {
+            q: Some("C-1".into()),
+            ..observe::RowQuery::default()
+        };
+        let (total, page) = l.status_rows(&q, 1, 0).unwrap();
+        assert_eq!((total, page.len()), (2, 1), "search ignores ASCII case");
+        let (groups, totals, more) = l.status_groups(&observe::RowQuery::default(), 1).unwrap();
+        assert_eq!((groups.len(), more), (1, true));
+        assert_eq!(totals.pending, 3);
+    }
+
+    #[test]
+    fn sqlite_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        round_trip(&mut Ledger::open(&dir.path().join("l.sqlite")).unwrap());
+    }
+
+    #[test]
+    fn postgres_round_trip() {
+        let Some(url) = pg_fresh() else { return };
+        round_trip(&mut Ledger::open_location(&url).unwrap());
+    }
+
     #[test]
     fn sqlite_claims_take_leases() {
         let dir = tempfile::tempdir().unwrap();
