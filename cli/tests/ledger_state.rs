@@ -1,9 +1,13 @@
 //! The ledger on its own: schema, state machine, history, and the `ledger` / `deadlines`
-//! commands. No peer needed.
+//! commands, each on SQLite and on PostgreSQL (a throwaway cluster, `pg_support`). No peer
+//! needed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod pg_support;
 #[path = "submit_support/mod.rs"]
 mod support;
+
+use pg_support::TestLedger;
 
 use chrono::Duration;
 use metergate::ledger::{
@@ -87,10 +91,15 @@ fn schema_is_versioned_and_crash_safe() {
     ));
 }
 
-#[test]
-fn state_machine_and_idempotency_keys() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut l = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+both_engines!(
+    state_machine_and_idempotency_keys,
+    heartbeat_usage_lookup_is_per_hour,
+    ledger_commands_list_export_and_summarise,
+    deadlines_lists_pending_rows_and_cancelled_contracts,
+);
+
+fn state_machine_and_idempotency_keys(lg: &TestLedger) {
+    let mut l = Ledger::open(lg.path()).unwrap();
     let t = hours_ago(2) + Duration::minutes(20);
     let a = row("cust-1", "api_calls", 5, t);
     assert_eq!(
@@ -171,13 +180,11 @@ fn state_machine_and_idempotency_keys() {
         ..Default::default()
     };
     assert_eq!(l.list(&f).unwrap().len(), 1);
-    assert_eq!(load_history(&dir.path().join("l.sqlite")).unwrap().len(), 2);
+    assert_eq!(load_history(lg.path()).unwrap().len(), 2);
 }
 
-#[test]
-fn heartbeat_usage_lookup_is_per_hour() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut l = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+fn heartbeat_usage_lookup_is_per_hour(lg: &TestLedger) {
+    let mut l = Ledger::open(lg.path()).unwrap();
     let hour = hours_ago(3);
     l.enqueue(&[row("cust-1", "api_calls", 5, hour + Duration::minutes(59))])
         .unwrap();
@@ -191,9 +198,9 @@ fn heartbeat_usage_lookup_is_per_hour() {
     assert!(!has(&l, hour - Duration::hours(1), "api_calls"));
 }
 
-fn cli_ledger(dir: &std::path::Path) -> std::path::PathBuf {
-    let p = dir.join("l.sqlite");
-    let mut l = Ledger::open(&p).unwrap();
+fn cli_ledger(lg: &TestLedger) -> &std::path::Path {
+    let p = lg.path();
+    let mut l = Ledger::open(p).unwrap();
     let ids = l
         .enqueue(&[
             row("cust-1", "api_calls", 5, hours_ago(2)),
@@ -213,15 +220,13 @@ fn cli_ledger(dir: &std::path::Path) -> std::path::PathBuf {
     p
 }
 
-#[test]
-fn ledger_commands_list_export_and_summarise() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = cli_ledger(dir.path());
+fn ledger_commands_list_export_and_summarise(lg: &TestLedger) {
+    let p = cli_ledger(lg);
     let run = |args: &[&str]| {
         let out = metergate_cmd()
             .arg("ledger")
             .arg("--ledger")
-            .arg(&p)
+            .arg(p)
             .args(args)
             .output()
             .unwrap();
@@ -299,16 +304,14 @@ fn ledger_commands_list_export_and_summarise() {
 
     let bad = metergate_cmd()
         .args(["ledger", "list", "--status", "sent", "--ledger"])
-        .arg(&p)
+        .arg(p)
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
 }
 
-#[test]
-fn deadlines_lists_pending_rows_and_cancelled_contracts() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = cli_ledger(dir.path());
+fn deadlines_lists_pending_rows_and_cancelled_contracts(lg: &TestLedger) {
+    let p = cli_ledger(lg);
     let now = hours_ago(0) + Duration::minutes(10);
     let stop = now - Duration::minutes(20);
     let contracts = json!([
@@ -319,14 +322,14 @@ fn deadlines_lists_pending_rows_and_cancelled_contracts() {
         {"marketplace":"aws","product":"prod-a","customer":"gone","status":"cancelled",
          "starts_at": rfc(hours_ago(48)), "cancelled_at": rfc(stop), "dimensions":[{"name":"api_calls"}]}
     ]);
-    let cpath = dir.path().join("c.json");
+    let cpath = lg.dir.path().join("c.json");
     std::fs::write(&cpath, contracts.to_string()).unwrap();
     let out = metergate_cmd()
         .arg("deadlines")
         .arg("--contracts")
         .arg(&cpath)
         .arg("--ledger")
-        .arg(&p)
+        .arg(p)
         .args(["--now", &rfc(now), "--format", "json"])
         .output()
         .unwrap();
