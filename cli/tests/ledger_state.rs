@@ -359,3 +359,58 @@ fn deadlines_lists_pending_rows_and_cancelled_contracts(lg: &TestLedger) {
     assert_eq!(lines[1]["rule"], "aws.lookback");
     assert_eq!(lines[2]["dimension"], "storage");
 }
+
+/// An unreachable PostgreSQL ledger is exit 2 for every command that opens one, and the
+/// password in the URL appears nowhere in the output. No cluster needed: port 1 is closed.
+#[test]
+fn unreachable_postgres_is_exit_2_and_never_shows_the_password() {
+    let url = "postgres://metergate:s3cret-pw@127.0.0.1:1/ledger";
+    let dir = tempfile::tempdir().unwrap();
+    let cpath = dir.path().join("c.json");
+    std::fs::write(&cpath, "[]").unwrap();
+    let cases: [&[&str]; 4] = [
+        &["ledger", "list", "--ledger", url],
+        &["ledger", "summary", "--ledger", url],
+        &["contracts", "list", "--ledger", url],
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--insecure-no-auth",
+            "--contracts",
+            cpath.to_str().unwrap(),
+            "--ledger",
+            url,
+        ],
+    ];
+    for args in cases {
+        let out = metergate_cmd()
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {text}");
+        assert!(
+            !text.contains("s3cret-pw"),
+            "{args:?} shows the password: {text}"
+        );
+        assert!(
+            text.contains("127.0.0.1:1"),
+            "{args:?} names the server: {text}"
+        );
+    }
+    // The same with METERGATE_LEDGER.
+    let out = metergate_cmd()
+        .args(["ledger", "list"])
+        .env("METERGATE_LEDGER", url)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("s3cret-pw"));
+}

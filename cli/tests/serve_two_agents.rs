@@ -7,6 +7,9 @@
 //! Counted at the peer (moto's recorded BatchMeterUsage records): 0 lost, 0 keys sent with two
 //! different contents, nothing unexpected; in the ledger: one row per record, every row final.
 //!
+//! Also here (one cluster per test binary): the intake's arbiter across agents. The same
+//! `Idempotency-Key` or `record_id` sent to both agents at the same moment is stored once.
+//!
 //! METERGATE_TWO_AGENT_ROUNDS (default 20) and METERGATE_TWO_AGENT_RECORDS (default 800)
 //! override.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -17,11 +20,14 @@ mod serve_support;
 mod submit_support;
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serve_support::{try_request, Server};
+use chrono::{Duration as CDuration, Utc};
+use serde_json::{json, Value};
+use serve_support::{request, try_request, Reply, Server};
 use submit_support::{count, env_num, generate, metergate_cmd, Peer};
 
 const TOKEN: &str = "two-agent-token";
@@ -252,4 +258,144 @@ fn two_agents_one_killed_at_random_send_everything_once() {
         data.expected.len(),
         "one row per record: {states:?}"
     );
+}
+
+fn hour_ago() -> String {
+    let t =
+        metergate_core::time::hour_floor(Utc::now()) - CDuration::hours(1) + CDuration::minutes(7);
+    metergate_core::time::format_rfc3339(t)
+}
+
+fn intake_contracts(dir: &Path) -> PathBuf {
+    let start = metergate_core::time::format_rfc3339(Utc::now() - CDuration::days(30));
+    let c = json!([{
+        "marketplace": "aws", "product": "prod-a", "customer": "cust-1",
+        "status": "active", "starts_at": start,
+        "dimensions": [{"name": "api_calls"}, {"name": "seats"}]
+    }, {
+        "marketplace": "aws", "product": "prod-a", "customer": "cust-2",
+        "status": "active", "starts_at": start,
+        "dimensions": [{"name": "api_calls"}, {"name": "seats"}]
+    }]);
+    let p = dir.join("contracts.json");
+    std::fs::write(&p, serde_json::to_string_pretty(&c).unwrap()).unwrap();
+    p
+}
+
+fn record(customer: &str, dim: &str, q: i64, id: &str) -> Value {
+    json!({
+        "marketplace": "aws", "product": "prod-a", "customer": customer,
+        "dimension": dim, "quantity": q, "start_time": hour_ago(), "record_id": id
+    })
+}
+
+/// Two agents on one fresh database, sending nothing (the send interval is an hour).
+fn two_idle_agents() -> Option<(String, [Server; 2], tempfile::TempDir)> {
+    let url = pg_support::fresh_database()?;
+    let dir = tempfile::tempdir().unwrap();
+    let c = intake_contracts(dir.path());
+    let args = [
+        "--contracts",
+        c.to_str().unwrap(),
+        "--send-interval",
+        "1h",
+        "--ledger",
+        url.as_str(),
+    ];
+    let envs = [("METERGATE_API_TOKEN", TOKEN)];
+    let a = Server::start(&args, &envs);
+    let b = Server::start(&args, &envs);
+    Some((url, [a, b], dir))
+}
+
+/// `n` requests at once, alternating between the agents, with the key `key(i)`.
+fn burst(servers: &[Server; 2], n: usize, body: &str, key: impl Fn(usize) -> String) -> Vec<Reply> {
+    let addrs = [servers[0].addr.clone(), servers[1].addr.clone()];
+    std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..n)
+            .map(|i| {
+                let (addr, body, key) = (addrs[i % 2].clone(), body.to_owned(), key(i));
+                sc.spawn(move || {
+                    request(
+                        &addr,
+                        "POST",
+                        "/v1/usage",
+                        &[
+                            ("Authorization", &format!("Bearer {TOKEN}")),
+                            ("Content-Type", "application/json"),
+                            ("Idempotency-Key", &key),
+                        ],
+                        body.as_bytes(),
+                    )
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+fn rows(url: &str) -> u64 {
+    ledger_states(url).values().sum()
+}
+
+#[test]
+fn one_key_on_both_agents_at_once_is_stored_once() {
+    let Some((url, servers, _dir)) = two_idle_agents() else {
+        return;
+    };
+    let body = json!([
+        record("cust-1", "api_calls", 5, "i-1"),
+        record("cust-2", "api_calls", 7, "i-2"),
+        record("cust-nobody", "api_calls", 1, "i-3"),
+    ])
+    .to_string();
+    // 16 clients, 8 on each agent, the same request under the same key.
+    let replies = burst(&servers, 16, &body, |_| "req-0001".to_owned());
+    let first = &replies[0];
+    assert_eq!(first.status, 422, "{}", first.body);
+    for r in &replies {
+        assert_eq!(r.status, first.status);
+        assert_eq!(
+            r.body, first.body,
+            "every retry gets the first answer, byte for byte"
+        );
+    }
+    let replayed = replies
+        .iter()
+        .filter(|r| r.header("idempotent-replayed") == Some("true"))
+        .count();
+    assert_eq!(replayed, 15, "one stored answer, 15 replays");
+    assert_eq!(rows(&url), 2);
+
+    // The same records under 16 keys over both agents: the record ids hold.
+    let replies = burst(&servers, 16, &body, |i| format!("other-{i}"));
+    for r in &replies {
+        let v = r.json();
+        assert_eq!(v["verdicts"][0]["verdict"], "accepted", "{v}");
+        assert_eq!(v["verdicts"][1]["verdict"], "accepted", "{v}");
+        assert_eq!(v["verdicts"][2]["verdict"], "rejected", "{v}");
+    }
+    assert_eq!(rows(&url), 2, "one row per record id across both agents");
+}
+
+#[test]
+fn sigterm_on_postgres_keeps_pending_rows_for_the_other_agent() {
+    let Some((url, mut servers, _dir)) = two_idle_agents() else {
+        return;
+    };
+    let body = record("cust-1", "seats", 3, "t-1").to_string();
+    let r = servers[0].post("/v1/usage", Some(TOKEN), "application/json", &body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let status = servers[0].terminate(Duration::from_secs(20));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "{}",
+        servers[0].logs()
+    );
+    assert_eq!(ledger_states(&url)["pending"], 1);
+    // The other agent sees the row: the same record again is a replay of it, not a new row.
+    let r = servers[1].post("/v1/usage", Some(TOKEN), "application/json", &body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(rows(&url), 1);
 }
