@@ -179,7 +179,7 @@ impl Store {
             path: path.clone(),
             source,
         };
-        let conn = self.ledger.connection();
+        let conn = self.ledger.connection()?;
         let mut stmt = conn
             .prepare(
                 "SELECT marketplace, product, customer, contract, state_at, updated_at \
@@ -238,7 +238,7 @@ impl Store {
     pub fn has_event(&mut self, key: &str) -> Result<bool, StoreError> {
         let path = self.path();
         self.ledger
-            .connection()
+            .connection()?
             .query_row(
                 "SELECT EXISTS (SELECT 1 FROM contract_history WHERE event_key = ?1)",
                 [key],
@@ -280,7 +280,7 @@ impl Store {
             source,
         };
         let now = format_rfc3339(Utc::now());
-        let conn = self.ledger.connection();
+        let conn = self.ledger.connection()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(e)?;
@@ -382,7 +382,7 @@ impl Store {
             path: path.clone(),
             source,
         };
-        let conn = self.ledger.connection();
+        let conn = self.ledger.connection()?;
         let mut stmt = conn
             .prepare(
                 "SELECT id, at, cause, marketplace, product, customer, previous, new, applied, \

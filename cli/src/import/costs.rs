@@ -389,7 +389,7 @@ fn stored_periods(
         path: path.clone(),
         source,
     };
-    let conn = ledger.connection();
+    let conn = ledger.connection()?;
     let mut stmt = conn
         .prepare_cached(
             "SELECT period_end, amount FROM cost_periods WHERE marketplace = ?1 \
@@ -427,7 +427,7 @@ fn save_periods(
         source,
     };
     let now = format_rfc3339(Utc::now());
-    let tx = ledger.connection().transaction().map_err(e)?;
+    let tx = ledger.connection()?.transaction().map_err(e)?;
     for (pe, (amount, currency, line)) in periods {
         tx.execute(
             "INSERT INTO cost_periods (marketplace, product, customer, period_end, amount, \

@@ -236,7 +236,7 @@ pub fn imported_quantity(
         path: path.clone(),
         source,
     };
-    let conn = ledger.connection();
+    let conn = ledger.connection()?;
     let mut stmt = conn
         .prepare_cached(
             "SELECT id, quantity FROM records WHERE marketplace = ?1 AND product = ?2 \
@@ -296,7 +296,7 @@ pub fn import_state(
 ) -> Result<Option<ImportState>, LedgerError> {
     let path = ledger.path().to_owned();
     ledger
-        .connection()
+        .connection()?
         .query_row(
             "SELECT reference, since, currency, last_total, last_at FROM cost_imports \
              WHERE platform = ?1 AND marketplace = ?2 AND product = ?3 AND customer = ?4",
@@ -330,7 +330,7 @@ fn save_state(
 ) -> Result<(), LedgerError> {
     let path = ledger.path().to_owned();
     ledger
-        .connection()
+        .connection()?
         .execute(
             "INSERT INTO cost_imports (platform, marketplace, product, customer, reference, \
              since, currency, last_total, last_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \

@@ -346,8 +346,21 @@ fn send_chunk<S: MarketplaceSender + ?Sized>(
     let mut last = (String::new(), String::new());
     while !todo.is_empty() {
         attempt += 1;
-        let ids: Vec<i64> = todo.iter().map(|r| r.id).collect();
-        ledger.claim(&ids)?;
+        let wanted: Vec<i64> = todo.iter().map(|r| r.id).collect();
+        // Only the rows this sender claimed go out: another agent on the same ledger may hold
+        // (or have ended) the others.
+        let ids = ledger.claim(&wanted)?;
+        if ids.len() < wanted.len() {
+            log(&format!(
+                "product {product}: {} of {} records are held or ended by another sender; leaving them to it",
+                wanted.len() - ids.len(),
+                wanted.len()
+            ));
+            todo.retain(|r| ids.contains(&r.id));
+            if todo.is_empty() {
+                break;
+            }
+        }
         limiter.acquire();
         stats.calls += 1;
         let started = std::time::Instant::now();
