@@ -91,6 +91,45 @@ fn schema_is_versioned_and_crash_safe() {
     ));
 }
 
+/// PostgreSQL keeps its version in `schema_version`; a database from a newer metergate is
+/// refused, not rewritten; the lease columns are there from the start.
+#[test]
+fn postgres_schema_is_versioned() {
+    let Some(lg) = TestLedger::new(pg_support::Engine::Postgres) else {
+        return;
+    };
+    let l = Ledger::open(lg.path()).unwrap();
+    assert_eq!(
+        l.schema_version().unwrap(),
+        metergate::ledger::SCHEMA_VERSION
+    );
+    assert_eq!(l.engine(), metergate::ledger::db::Engine::Postgres);
+    drop(l);
+    // Opening again migrates nothing.
+    Ledger::open(lg.path()).unwrap();
+    assert_eq!(
+        lg.psql("SELECT COUNT(*) FROM schema_version"),
+        "1",
+        "one version row"
+    );
+    assert_eq!(
+        lg.psql(
+            "SELECT COUNT(*) FROM information_schema.columns \
+             WHERE table_name = 'records' AND column_name IN ('lease_owner', 'lease_until')"
+        ),
+        "2"
+    );
+    lg.psql("UPDATE schema_version SET version = 99");
+    let err = Ledger::open(lg.path()).err().unwrap();
+    assert!(
+        matches!(
+            err,
+            metergate::ledger::LedgerError::TooNew { found: 99, .. }
+        ),
+        "{err:?}"
+    );
+}
+
 both_engines!(
     state_machine_and_idempotency_keys,
     heartbeat_usage_lookup_is_per_hour,
