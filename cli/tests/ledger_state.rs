@@ -132,6 +132,7 @@ fn postgres_schema_is_versioned() {
 
 both_engines!(
     state_machine_and_idempotency_keys,
+    a_live_lease_of_another_agent_holds_until_it_ends,
     heartbeat_usage_lookup_is_per_hour,
     ledger_commands_list_export_and_summarise,
     deadlines_lists_pending_rows_and_cancelled_contracts,
@@ -453,4 +454,63 @@ fn unreachable_postgres_is_exit_2_and_never_shows_the_password() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("s3cret-pw"));
+}
+
+/// Raw SQL on the test's ledger, either engine (to play another agent).
+fn raw_sql(lg: &TestLedger, sql: &str) {
+    match lg.engine {
+        pg_support::Engine::Sqlite => {
+            rusqlite::Connection::open(lg.path())
+                .unwrap()
+                .execute_batch(sql)
+                .unwrap();
+        }
+        pg_support::Engine::Postgres => {
+            lg.psql(sql);
+        }
+    }
+}
+
+/// Another agent (on another machine) holds a row in `sending` under a live lease: this one
+/// leaves it alone; once the lease has run out, this one takes it over. A claim sets this
+/// agent's own lease, and finishing clears it.
+fn a_live_lease_of_another_agent_holds_until_it_ends(lg: &TestLedger) {
+    let mut l = Ledger::open(lg.path()).unwrap();
+    let t = hours_ago(2) + Duration::minutes(5);
+    let ids = l
+        .enqueue(&[
+            row("cust-1", "api_calls", 5, t),
+            row("cust-2", "api_calls", 6, t),
+        ])
+        .unwrap();
+    let (ia, ib) = (new_id(ids[0]), new_id(ids[1]));
+    let now = chrono::Utc::now().timestamp();
+    raw_sql(
+        lg,
+        &format!(
+            "UPDATE records SET status = 'sending', lease_owner = 'elsewhere:0badb007:4242:00c0ffee', \
+             lease_until = {} WHERE id = {ia}",
+            now + 600
+        ),
+    );
+    // Only the pending row is claimed; the other agent's live lease holds.
+    assert_eq!(l.claim(&[ia, ib]).unwrap(), [ib]);
+    assert_eq!(l.claim(&[ia]).unwrap(), Vec::<i64>::new());
+    // Its lease runs out: taken over, and re-claimable by this agent (a retry) while held.
+    raw_sql(
+        lg,
+        &format!(
+            "UPDATE records SET lease_until = {} WHERE id = {ia}",
+            now - 1
+        ),
+    );
+    assert_eq!(l.claim(&[ia]).unwrap(), [ia]);
+    assert_eq!(l.claim(&[ia, ib]).unwrap(), [ia, ib]);
+    l.finish(&[
+        (ia, outcome(Status::Accepted, "Success")),
+        (ib, outcome(Status::Accepted, "Success")),
+    ])
+    .unwrap();
+    assert!(l.unfinished().unwrap().is_empty());
+    assert_eq!(l.claim(&[ia, ib]).unwrap(), Vec::<i64>::new());
 }
