@@ -651,16 +651,14 @@ impl Pg {
         Ok(st)
     }
 
-    fn execute(&mut self, sql: &str, params: &[&dyn ToValue]) -> Result<u64, DbError> {
+    fn execute(&mut self, sql: &str, vals: &[Value]) -> Result<u64, DbError> {
         let st = self.prepare(sql)?;
-        let vals = values(params);
         let refs: Vec<&(dyn ToSql + Sync)> = vals.iter().map(|v| v as _).collect();
         Ok(self.client.execute(&st, &refs)?)
     }
 
-    fn query(&mut self, sql: &str, params: &[&dyn ToValue]) -> Result<Vec<Row>, DbError> {
+    fn query(&mut self, sql: &str, vals: &[Value]) -> Result<Vec<Row>, DbError> {
         let st = self.prepare(sql)?;
-        let vals = values(params);
         let refs: Vec<&(dyn ToSql + Sync)> = vals.iter().map(|v| v as _).collect();
         let rows = self.client.query(&st, &refs)?;
         rows.iter()
@@ -677,6 +675,32 @@ impl Pg {
         self.ensure_open()?;
         Ok(self.client.batch_execute(sql)?)
     }
+}
+
+/// Runs `f` where the synchronous PostgreSQL client may block: the client drives its own
+/// runtime, which cannot start inside another one. Outside any runtime (the ledger's own
+/// threads, `spawn_blocking`) it runs as is; on a multi-thread runtime's worker it runs in
+/// `block_in_place`; on a current-thread runtime, on a scoped thread.
+fn outside_runtime<T: Send, F: FnOnce() -> T + Send>(f: F) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Err(_) => f(),
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        Ok(_) => std::thread::scope(|s| match s.spawn(f).join() {
+            Ok(v) => v,
+            Err(p) => std::panic::resume_unwind(p),
+        }),
+    }
+}
+
+/// Runs one step on the PostgreSQL connection (see [`outside_runtime`]).
+fn pg_call<T: Send>(
+    pg: &RefCell<Pg>,
+    f: impl FnOnce(&mut Pg) -> Result<T, DbError> + Send,
+) -> Result<T, DbError> {
+    let mut guard = pg.borrow_mut();
+    let pg: &mut Pg = &mut guard;
+    outside_runtime(move || f(pg))
 }
 
 enum Inner {
@@ -702,7 +726,7 @@ impl Db {
     /// Connects to the PostgreSQL server at `url` (`postgres://user:password@host:port/db`;
     /// libpq's URL options such as `connect_timeout` apply; no TLS).
     pub fn connect_postgres(url: &str) -> Result<Db, DbError> {
-        let client = pg_connect(url)?;
+        let client = outside_runtime(|| pg_connect(url))?;
         Ok(Db {
             inner: Inner::Postgres(Box::new(RefCell::new(Pg {
                 client,
@@ -743,11 +767,11 @@ impl Db {
     pub fn transaction(&mut self) -> Result<Tx<'_>, DbError> {
         match &self.inner {
             Inner::Sqlite(c) => c.execute_batch("BEGIN IMMEDIATE")?,
-            Inner::Postgres(pg) => {
-                let mut pg = pg.borrow_mut();
+            Inner::Postgres(pg) => pg_call(pg, |pg| {
                 pg.batch("BEGIN")?;
                 pg.in_tx = true;
-            }
+                Ok(())
+            })?,
         }
         Ok(Tx {
             db: self,
@@ -758,14 +782,13 @@ impl Db {
     fn end(&self, sql: &str) -> Result<(), DbError> {
         match &self.inner {
             Inner::Sqlite(c) => Ok(c.execute_batch(sql)?),
-            Inner::Postgres(pg) => {
-                let mut pg = pg.borrow_mut();
+            Inner::Postgres(pg) => pg_call(pg, |pg| {
                 let r = pg.client.batch_execute(sql);
                 if r.is_ok() || pg.client.is_closed() || sql == "ROLLBACK" {
                     pg.in_tx = false;
                 }
                 Ok(r?)
-            }
+            }),
         }
     }
 }
@@ -781,21 +804,27 @@ impl Exec for Db {
     fn execute(&self, sql: &str, params: &[&dyn ToValue]) -> Result<u64, DbError> {
         match &self.inner {
             Inner::Sqlite(c) => sqlite_execute(c, sql, params),
-            Inner::Postgres(pg) => pg.borrow_mut().execute(sql, params),
+            Inner::Postgres(pg) => {
+                let vals = values(params);
+                pg_call(pg, |pg| pg.execute(sql, &vals))
+            }
         }
     }
 
     fn query(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Vec<Row>, DbError> {
         match &self.inner {
             Inner::Sqlite(c) => sqlite_query(c, sql, params),
-            Inner::Postgres(pg) => pg.borrow_mut().query(sql, params),
+            Inner::Postgres(pg) => {
+                let vals = values(params);
+                pg_call(pg, |pg| pg.query(sql, &vals))
+            }
         }
     }
 
     fn batch(&self, sql: &str) -> Result<(), DbError> {
         match &self.inner {
             Inner::Sqlite(c) => Ok(c.execute_batch(sql)?),
-            Inner::Postgres(pg) => pg.borrow_mut().batch(sql),
+            Inner::Postgres(pg) => pg_call(pg, |pg| pg.batch(sql)),
         }
     }
 }
