@@ -10,8 +10,9 @@
 //! Also here (one cluster per test binary): the intake's arbiter across agents. The same
 //! `Idempotency-Key` or `record_id` sent to both agents at the same moment is stored once.
 //!
-//! METERGATE_TWO_AGENT_ROUNDS (default 20) and METERGATE_TWO_AGENT_RECORDS (default 800)
-//! override.
+//! METERGATE_TWO_AGENT_ROUNDS (default 20), METERGATE_TWO_AGENT_RECORDS (default 1200) and
+//! METERGATE_TWO_AGENT_PACE_MS (default 250: each client's pause between requests, so that the
+//! load lasts through most rounds) override.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod pg_support;
@@ -72,11 +73,17 @@ fn ledger_states(url: &str) -> BTreeMap<String, u64> {
 
 #[test]
 fn two_agents_one_killed_at_random_send_everything_once() {
-    let Some(url) = pg_support::fresh_database() else {
-        return;
+    // METERGATE_TWO_AGENT_LEDGER runs the same against another ledger (e.g. a shared SQLite
+    // file, to tell the harness from the engine when something fails).
+    let url = match std::env::var("METERGATE_TWO_AGENT_LEDGER") {
+        Ok(l) if !l.is_empty() => l,
+        _ => match pg_support::fresh_database() {
+            Some(url) => url,
+            None => return,
+        },
     };
     let rounds = env_num("METERGATE_TWO_AGENT_ROUNDS", 20) as usize;
-    let target = env_num("METERGATE_TWO_AGENT_RECORDS", 800) as usize;
+    let target = env_num("METERGATE_TWO_AGENT_RECORDS", 1200) as usize;
     let work = tempfile::tempdir().unwrap();
     let customers = target.div_ceil(2 * 5 * 4).max(1);
     let data = generate(work.path(), 2, customers, 5, 4);
@@ -119,7 +126,7 @@ fn two_agents_one_killed_at_random_send_everything_once() {
     let retries = Arc::new(AtomicUsize::new(0));
     let replays = Arc::new(AtomicUsize::new(0));
     // Pace the load so that it lasts through the kill rounds rather than ending after the first.
-    let pace = Duration::from_millis(env_num("METERGATE_TWO_AGENT_PACE_MS", 60));
+    let pace = Duration::from_millis(env_num("METERGATE_TWO_AGENT_PACE_MS", 250));
 
     let clients: Vec<_> = (0..CLIENTS)
         .map(|n| {
