@@ -18,7 +18,8 @@ use crate::ledger::{self, Ledger};
 #[derive(Clone, Debug, clap::Args)]
 pub struct ResumeArgs {
     /// The ledger (default: $METERGATE_LEDGER, else ./metergate-ledger.sqlite).
-    #[arg(long, value_name = "PATH")]
+    /// A postgres:// or postgresql:// URL selects a PostgreSQL ledger shared by several agents.
+    #[arg(long, value_name = "PATH|URL")]
     pub ledger: Option<PathBuf>,
     /// Contracts, for post-cancellation deadlines (default: the ledger's contract store;
     /// without either only the look-back counts).

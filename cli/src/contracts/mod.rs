@@ -42,8 +42,7 @@ pub fn load(
         return Ok((config::load_contracts(p)?, Origin::File(p.to_path_buf())));
     }
     let path = ledger::resolve_path(ledger_flag);
-    let shared = path.to_str().is_some_and(ledger::db::is_postgres_url);
-    if !shared && !path.exists() {
+    if !ledger::exists(&path) {
         return Ok((ContractSet::default(), Origin::None));
     }
     let mut store = Store::open_existing(&path).map_err(store_err)?;

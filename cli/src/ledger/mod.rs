@@ -436,7 +436,8 @@ CREATE TABLE heartbeat_hours (
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
-/// The ledger path: `--ledger`, else `$METERGATE_LEDGER`, else `./metergate-ledger.sqlite`.
+/// The ledger location: `--ledger`, else `$METERGATE_LEDGER`, else
+/// `./metergate-ledger.sqlite`. A `postgres://` or `postgresql://` URL selects PostgreSQL.
 pub fn resolve_path(flag: Option<&Path>) -> PathBuf {
     if let Some(p) = flag {
         return p.to_path_buf();
@@ -444,6 +445,26 @@ pub fn resolve_path(flag: Option<&Path>) -> PathBuf {
     match std::env::var_os(LEDGER_ENV) {
         Some(v) if !v.is_empty() => PathBuf::from(v),
         _ => PathBuf::from(DEFAULT_LEDGER),
+    }
+}
+
+/// True when the ledger at `path` may hold something: the file exists, or `path` is a
+/// PostgreSQL URL (a database is not looked for before it is opened).
+pub fn exists(path: &Path) -> bool {
+    is_shared(path) || path.exists()
+}
+
+/// True when `path` is a PostgreSQL URL (`postgres://...` or `postgresql://...`): a ledger
+/// shared by several agents.
+pub fn is_shared(path: &Path) -> bool {
+    path.to_str().is_some_and(is_postgres_url)
+}
+
+/// The location for messages: a PostgreSQL URL with its password masked, a path as is.
+pub fn display(path: &Path) -> String {
+    match path.to_str() {
+        Some(s) => mask_location(s),
+        None => path.display().to_string(),
     }
 }
 
@@ -925,7 +946,7 @@ impl Ledger {
         let name = mask_location(url);
         let db = Db::connect_postgres(url).map_err(|e| LedgerError::Unreachable {
             path: name.clone(),
-            message: redact(&e.to_string(), url),
+            message: redact(&with_causes(&e), url),
         })?;
         let mut ledger = Ledger::with_db(db, name);
         ledger.migrate_postgres()?;
@@ -935,8 +956,7 @@ impl Ledger {
     /// Opens an existing ledger; a missing file is an error (for read-only commands). A
     /// PostgreSQL database is opened as by [`Ledger::open`].
     pub fn open_existing(path: &Path) -> Result<Ledger, LedgerError> {
-        let url = path.to_str().is_some_and(is_postgres_url);
-        if !url && !path.exists() {
+        if !exists(path) {
             return Err(LedgerError::Missing {
                 path: path.display().to_string(),
             });
@@ -1569,6 +1589,22 @@ const CLAIM_CHUNK: usize = 100;
 
 /// The key of PostgreSQL's advisory lock held while migrating (`metergat` in ASCII).
 const PG_MIGRATION_LOCK: i64 = 0x6d65_7465_7267_6174;
+
+/// An error and its causes, `a: b: c` (the driver's "error connecting to server" says why only
+/// in its source).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = cause.source();
+    }
+    out
+}
 
 /// `message` with the URL's password (if any) replaced, in case a driver message quotes it.
 fn redact(message: &str, url: &str) -> String {
