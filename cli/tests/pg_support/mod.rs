@@ -40,7 +40,7 @@ pub struct Cluster {
     pub bin: PathBuf,
     /// The OS user the server runs as when we are root.
     pub os_user: Option<String>,
-    /// Seconds spent in `initdb` and in `pg_ctl start`.
+    /// Seconds spent making the data dir (`initdb`, or a copy of its template).
     pub initdb_secs: f64,
     /// Seconds spent in `pg_ctl start`.
     pub start_secs: f64,
@@ -244,6 +244,51 @@ fi
 rm -rf "$2"
 "#;
 
+/// A pristine `initdb` output kept under the target dir, per server binary and OS user, so
+/// that only the first test binary of a run pays for `initdb` (seconds) and the others copy it
+/// (`cp -a` keeps the owner and the 0700 mode PostgreSQL insists on).
+fn template_dir(bin: &Path, user: Option<&str>) -> PathBuf {
+    let key: String = format!("{}-{}", bin.display(), user.unwrap_or("self"))
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("pg-template{key}"))
+}
+
+/// Fills `data` with a fresh cluster: a copy of the template when there is one, else
+/// `initdb`, whose output then becomes the template (written aside, then renamed into place,
+/// so a concurrent test binary never copies half of one).
+fn init_data(bin: &Path, user: Option<&str>, data: &Path) -> Result<(), String> {
+    let template = template_dir(bin, user);
+    if template.join("PG_VERSION").is_file() {
+        let mut c = Command::new("cp");
+        c.arg("-a").arg(&template).arg(data);
+        if run(c, "cp -a (the initdb template)").is_ok() {
+            return Ok(());
+        }
+        let _ = std::fs::remove_dir_all(data);
+    }
+    let mut c = as_user(user, &bin.join("initdb"));
+    c.arg("-D").arg(data).args([
+        "-A",
+        "trust",
+        "-U",
+        "postgres",
+        "-E",
+        "UTF8",
+        "--locale=C",
+        "-N",
+    ]);
+    run(c, "initdb")?;
+    let staging = template.with_extension(format!("tmp{}", std::process::id()));
+    let mut c = Command::new("cp");
+    c.arg("-a").arg(data).arg(&staging);
+    if run(c, "cp -a").is_ok() && std::fs::rename(&staging, &template).is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    Ok(())
+}
+
 fn start() -> Result<Cluster, String> {
     let t0 = Instant::now();
     let bin = find_bin().ok_or_else(|| {
@@ -272,18 +317,7 @@ fn start() -> Result<Cluster, String> {
         run(c, "chown")?;
     }
     let data = dir.join("data");
-    let mut c = as_user(user.as_deref(), &bin.join("initdb"));
-    c.arg("-D").arg(&data).args([
-        "-A",
-        "trust",
-        "-U",
-        "postgres",
-        "-E",
-        "UTF8",
-        "--locale=C",
-        "-N",
-    ]);
-    run(c, "initdb")?;
+    init_data(&bin, user.as_deref(), &data)?;
     let initdb_secs = t0.elapsed().as_secs_f64();
     let conf = format!(
         "\n# metergate tests\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
@@ -319,7 +353,7 @@ fn start() -> Result<Cluster, String> {
                     next_db: AtomicUsize::new(0),
                 };
                 eprintln!(
-                    "pg_support: PostgreSQL on 127.0.0.1:{port} in {:.2} s (initdb {initdb_secs:.2} s, start {:.2} s)",
+                    "pg_support: PostgreSQL on 127.0.0.1:{port} in {:.2} s (data dir {initdb_secs:.2} s, start {:.2} s)",
                     t0.elapsed().as_secs_f64(),
                     cluster.start_secs
                 );
