@@ -8,6 +8,8 @@
 //! let Some(url) = pg_support::fresh_database() else { return };
 //! ```
 //!
+//! - The binaries: `$METERGATE_PG_BIN`, else `initdb` on `$PATH`, else the newest
+//!   `/usr/lib/postgresql/*/bin`.
 //! - The cluster is made with `initdb` in a temp dir and listens on 127.0.0.1 only, on a free
 //!   port, with its socket in that dir; trust authentication for the superuser `postgres`.
 //! - As root (CI), `initdb` and `pg_ctl` run as an unprivileged user through `runuser`:
@@ -141,9 +143,13 @@ pub fn psql(url: &str, sql: &str) -> String {
     c.psql(db, sql)
 }
 
-/// The directory of `initdb` and `pg_ctl`: `$PATH` first, then the newest
-/// `/usr/lib/postgresql/*/bin` (Debian keeps them off `$PATH`).
+/// The directory of `initdb` and `pg_ctl`: `$METERGATE_PG_BIN` when set (and only it), else
+/// `$PATH`, then the newest `/usr/lib/postgresql/*/bin` (Debian keeps them off `$PATH`).
 pub fn find_bin() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("METERGATE_PG_BIN").filter(|d| !d.is_empty()) {
+        let d = PathBuf::from(d);
+        return (d.join("initdb").is_file() && d.join("pg_ctl").is_file()).then_some(d);
+    }
     let on_path = std::env::var_os("PATH").and_then(|p| {
         std::env::split_paths(&p).find(|d| d.join("initdb").is_file() && d.join("pg_ctl").is_file())
     });
@@ -292,7 +298,7 @@ fn init_data(bin: &Path, user: Option<&str>, data: &Path) -> Result<(), String> 
 fn start() -> Result<Cluster, String> {
     let t0 = Instant::now();
     let bin = find_bin().ok_or_else(|| {
-        format!("{MISSING} (no initdb/pg_ctl on PATH or in /usr/lib/postgresql/*/bin)")
+        format!("{MISSING} (no initdb/pg_ctl in $METERGATE_PG_BIN, on PATH or in /usr/lib/postgresql/*/bin)")
     })?;
     let user = os_user();
     let dir = tempfile::Builder::new()
