@@ -120,6 +120,10 @@ else
     rows="$("$pg_bin/psql" -X -A -t -d "$ledger" -c 'SELECT COUNT(*) FROM records' 2>/dev/null || echo '?')"
 fi
 say "ledger rows: $rows (expected $expected)"
+case "$single_out $batch_out" in
+    *"non_200=0 "*"non_200=0 "*) ;;
+    *) say "WARNING: some answers were not 200 (non_200 above): these figures are not valid" ;;
+esac
 kill -TERM "$server_pid"; wait "$server_pid" || true; server_pid=""
 rm -f "$work/stdout"
 }
