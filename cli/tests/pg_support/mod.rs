@@ -19,7 +19,9 @@
 //!   exit, panic, or `kill -9`. Nothing relies on `Drop` (statics are never dropped).
 //! - Durability settings are off (fsync, synchronous_commit): the tests kill metergate, never
 //!   the database server.
-//! - [`engines`] / the `both_engines!` macro run a test on SQLite and on PostgreSQL.
+//! - [`TestLedger`] and the `both_engines!` macro run a test on SQLite and on PostgreSQL.
+//! - Unit tests may use it too: `#[path = "../../tests/pg_support/mod.rs"] mod pg_support;`
+//!   (then [`fresh_database`]; the macro is for integration tests).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
 use std::net::TcpListener;
@@ -253,12 +255,13 @@ rm -rf "$2"
 /// A pristine `initdb` output kept under the target dir, per server binary and OS user, so
 /// that only the first test binary of a run pays for `initdb` (seconds) and the others copy it
 /// (`cp -a` keeps the owner and the 0700 mode PostgreSQL insists on).
-fn template_dir(bin: &Path, user: Option<&str>) -> PathBuf {
+/// `None` where Cargo gives no target tmp dir (unit tests): those always run `initdb`.
+fn template_dir(bin: &Path, user: Option<&str>) -> Option<PathBuf> {
     let key: String = format!("{}-{}", bin.display(), user.unwrap_or("self"))
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("pg-template{key}"))
+    option_env!("CARGO_TARGET_TMPDIR").map(|d| Path::new(d).join(format!("pg-template{key}")))
 }
 
 /// Fills `data` with a fresh cluster: a copy of the template when there is one, else
@@ -266,9 +269,9 @@ fn template_dir(bin: &Path, user: Option<&str>) -> PathBuf {
 /// so a concurrent test binary never copies half of one).
 fn init_data(bin: &Path, user: Option<&str>, data: &Path) -> Result<(), String> {
     let template = template_dir(bin, user);
-    if template.join("PG_VERSION").is_file() {
+    if let Some(template) = template.as_ref().filter(|t| t.join("PG_VERSION").is_file()) {
         let mut c = Command::new("cp");
-        c.arg("-a").arg(&template).arg(data);
+        c.arg("-a").arg(template).arg(data);
         if run(c, "cp -a (the initdb template)").is_ok() {
             return Ok(());
         }
@@ -286,11 +289,13 @@ fn init_data(bin: &Path, user: Option<&str>, data: &Path) -> Result<(), String> 
         "-N",
     ]);
     run(c, "initdb")?;
-    let staging = template.with_extension(format!("tmp{}", std::process::id()));
-    let mut c = Command::new("cp");
-    c.arg("-a").arg(data).arg(&staging);
-    if run(c, "cp -a").is_ok() && std::fs::rename(&staging, &template).is_err() {
-        let _ = std::fs::remove_dir_all(&staging);
+    if let Some(template) = template {
+        let staging = template.with_extension(format!("tmp{}", std::process::id()));
+        let mut c = Command::new("cp");
+        c.arg("-a").arg(data).arg(&staging);
+        if run(c, "cp -a").is_ok() && std::fs::rename(&staging, &template).is_err() {
+            let _ = std::fs::remove_dir_all(&staging);
+        }
     }
     Ok(())
 }
