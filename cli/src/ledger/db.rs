@@ -18,9 +18,10 @@
 //! A transaction ([`Db::transaction`], [`Tx`]) is `BEGIN IMMEDIATE` on SQLite (it takes the
 //! write lock at once) and `BEGIN` (read committed) on PostgreSQL; dropping it without
 //! [`Tx::commit`] rolls it back. A PostgreSQL connection found closed at the start of the next
-//! call outside a transaction is opened again, once, with the same location; a call that fails
-//! because the connection dropped returns the error (callers retry or answer 503; every
-//! accepted row was committed before its answer).
+//! call outside a transaction is opened again with the same location; a `SELECT` or a `BEGIN`
+//! outside a transaction that fails because the connection was lost runs once more on a new
+//! one. A write that fails so returns the error, as does anything inside a transaction
+//! (callers retry or answer 503; every accepted row was committed before its answer).
 //!
 //! Locations: a string starting with `postgres://` or `postgresql://` selects PostgreSQL,
 //! anything else is a SQLite file path. [`mask_location`] hides the password for messages.
@@ -657,7 +658,27 @@ impl Pg {
         Ok(self.client.execute(&st, &refs)?)
     }
 
+    /// Runs a query; a read outside a transaction that fails because the connection was
+    /// lost runs once more on a new connection (a write is never repeated: the caller
+    /// decides, and the next call reconnects).
     fn query(&mut self, sql: &str, vals: &[Value]) -> Result<Vec<Row>, DbError> {
+        match self.query_once(sql, vals) {
+            Err(e) if !self.in_tx && e.is_connection_lost() && is_read(sql) => {
+                tracing::warn!("the PostgreSQL connection was lost; connecting again");
+                self.reconnect()?;
+                self.query_once(sql, vals)
+            }
+            r => r,
+        }
+    }
+
+    fn reconnect(&mut self) -> Result<(), DbError> {
+        self.client = pg_connect(&self.url)?;
+        self.statements.clear();
+        Ok(())
+    }
+
+    fn query_once(&mut self, sql: &str, vals: &[Value]) -> Result<Vec<Row>, DbError> {
         let st = self.prepare(sql)?;
         let refs: Vec<&(dyn ToSql + Sync)> = vals.iter().map(|v| v as _).collect();
         let rows = self.client.query(&st, &refs)?;
@@ -675,6 +696,29 @@ impl Pg {
         self.ensure_open()?;
         Ok(self.client.batch_execute(sql)?)
     }
+
+    /// Starts a transaction; a connection found lost here is replaced once (nothing was
+    /// done on it yet).
+    fn begin(&mut self) -> Result<(), DbError> {
+        let r = match self.batch("BEGIN") {
+            Err(e) if e.is_connection_lost() => {
+                tracing::warn!("the PostgreSQL connection was lost; connecting again");
+                self.reconnect()?;
+                self.batch("BEGIN")
+            }
+            r => r,
+        };
+        self.in_tx = r.is_ok();
+        r
+    }
+}
+
+/// True for a statement that only reads (`SELECT ...`; `WITH ... SELECT` is not counted).
+fn is_read(sql: &str) -> bool {
+    sql.trim_start()
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .is_some_and(|w| w.eq_ignore_ascii_case("select"))
 }
 
 /// Runs `f` where the synchronous PostgreSQL client may block: the client drives its own
@@ -767,11 +811,7 @@ impl Db {
     pub fn transaction(&mut self) -> Result<Tx<'_>, DbError> {
         match &self.inner {
             Inner::Sqlite(c) => c.execute_batch("BEGIN IMMEDIATE")?,
-            Inner::Postgres(pg) => pg_call(pg, |pg| {
-                pg.batch("BEGIN")?;
-                pg.in_tx = true;
-                Ok(())
-            })?,
+            Inner::Postgres(pg) => pg_call(pg, Pg::begin)?,
         }
         Ok(Tx {
             db: self,
@@ -1042,5 +1082,41 @@ mod tests {
         assert_eq!(db.engine(), Engine::Postgres);
         exercise(&mut db);
         db.batch("DROP TABLE db_rs_test").unwrap();
+
+        // A connection the server ends is replaced: the next read runs on a new one.
+        let pid: i64 = db
+            .query_opt("SELECT pg_backend_pid()", &[])
+            .unwrap()
+            .unwrap()
+            .get(0)
+            .unwrap();
+        let other = Db::open(&url).unwrap();
+        let ended: bool = other
+            .query_opt("SELECT pg_terminate_backend(?1)", &[&pid])
+            .unwrap()
+            .unwrap()
+            .get(0)
+            .unwrap();
+        assert!(ended);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let again: i64 = db
+            .query_opt("SELECT pg_backend_pid()", &[])
+            .unwrap()
+            .unwrap()
+            .get(0)
+            .unwrap();
+        assert_ne!(again, pid);
+        // And a transaction starts on it.
+        let tx = db.transaction().unwrap();
+        tx.query("SELECT 1", &[]).unwrap();
+        tx.commit().unwrap();
+    }
+
+    #[test]
+    fn reads_are_told_from_writes() {
+        assert!(is_read("SELECT 1"));
+        assert!(is_read("  select\n a FROM t"));
+        assert!(!is_read("INSERT INTO t VALUES (1) RETURNING id"));
+        assert!(!is_read("selected"));
     }
 }

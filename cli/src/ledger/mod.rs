@@ -38,7 +38,7 @@ pub mod intake;
 pub mod observe;
 pub mod report;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -1304,6 +1304,40 @@ impl Ledger {
         Ok(claimed)
     }
 
+    /// Of `ids`, the rows another live sender holds right now: `sending` under a lease that
+    /// has not run out, of another process that is not known dead (none after
+    /// [`Ledger::take_over_leases`]). Callers leave those rows to their holder: they neither
+    /// send nor end them (the holder ends them, or its lease runs out).
+    pub fn held_elsewhere(&self, ids: &[i64]) -> Result<HashSet<i64>, LedgerError> {
+        let mut out = HashSet::new();
+        if self.take_over {
+            return Ok(out);
+        }
+        let now = Utc::now().timestamp();
+        let e = self.err();
+        for chunk in ids.chunks(CLAIM_CHUNK) {
+            let list: Vec<String> = (1..=chunk.len()).map(|i| format!("?{i}")).collect();
+            let sql = format!(
+                "SELECT id, lease_owner, lease_until FROM records WHERE status = 'sending' \
+                 AND lease_owner IS NOT NULL AND id IN ({})",
+                list.join(", ")
+            );
+            let args: Vec<&dyn ToValue> = chunk.iter().map(|i| i as &dyn ToValue).collect();
+            for r in self.db.query(&sql, &args).map_err(&e)? {
+                let id: i64 = r.get(0).map_err(&e)?;
+                let owner: String = r.get(1).map_err(&e)?;
+                let until: Option<i64> = r.get(2).map_err(&e)?;
+                if until.is_some_and(|u| u > now)
+                    && owner != self.owner
+                    && !owner_is_dead(&owner, &self.owner)
+                {
+                    out.insert(id);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Records end states, all in one transaction, and lets go of their leases. Rows not in
     /// `pending`/`sending` are left alone (an end state is never overwritten).
     pub fn finish(&mut self, outcomes: &[(i64, Outcome)]) -> Result<(), LedgerError> {
@@ -1900,5 +1934,299 @@ mod tests {
         // Opening again changes nothing.
         let l = Ledger::open(&path).unwrap();
         assert_eq!(l.rows(&[7]).unwrap()[0].status, Status::Expired);
+    }
+
+    fn new_row(customer: &str, hours_ago: i64) -> NewRow {
+        let t = hour_floor(Utc::now()) - chrono::Duration::hours(hours_ago);
+        let record = UsageRecord {
+            marketplace: Marketplace::Aws,
+            product: "prod-a".into(),
+            customer: customer.into(),
+            dimension: "api_calls".into(),
+            quantity: Decimal::from(5),
+            start_time: t,
+            end_time: None,
+            record_id: None,
+            plan: None,
+            allocations: None,
+            attributes: Default::default(),
+        };
+        NewRow {
+            record,
+            source: None,
+            wire: serde_json::json!({"q": 5}),
+        }
+    }
+
+    fn ids(e: &[Enqueued]) -> Vec<i64> {
+        e.iter()
+            .map(|x| match x {
+                Enqueued::New(id) | Enqueued::Requeued(id) | Enqueued::Existing(id, _) => *id,
+            })
+            .collect()
+    }
+
+    /// Leases on any engine: `open` opens the same ledger again (another agent).
+    fn leases(open: &dyn Fn() -> Ledger) {
+        let mut a = open();
+        let mut b = open();
+        // Another machine: its leases are never judged dead from here.
+        b.owner = "elsewhere:-:1:b".into();
+        let rows = ids(&a.enqueue(&[new_row("c-1", 2), new_row("c-2", 2)]).unwrap());
+        let (x, y) = (rows[0], rows[1]);
+        assert_eq!(a.claim(&[x, y]).unwrap(), [x, y]);
+        // b finds both held by a live lease.
+        assert!(b.claim(&[x, y]).unwrap().is_empty());
+        // a may claim again (a retry), counting the attempt.
+        assert_eq!(a.claim(&[x]).unwrap(), [x]);
+        assert_eq!(a.rows(&[x]).unwrap()[0].attempts, 2);
+        // A lease that ran out is taken over, and the take-over is logged.
+        a.set_lease(Duration::ZERO);
+        assert_eq!(a.claim(&[y]).unwrap(), [y]);
+        assert_eq!(b.claim(&[y, x]).unwrap(), [y]);
+        let t = a.transitions(y).unwrap();
+        assert_eq!(t.len(), 3, "{t:?}");
+        assert_eq!(t[2].1.as_deref(), Some("sending"));
+        assert_eq!(t[2].2, "sending");
+        // Now y is b's: a leaves it alone.
+        a.set_lease(DEFAULT_LEASE);
+        assert!(a.claim(&[y]).unwrap().is_empty());
+        assert_eq!(a.held_elsewhere(&[x, y]).unwrap(), HashSet::from([y]));
+        assert_eq!(b.held_elsewhere(&[x, y]).unwrap(), HashSet::from([x]));
+        // resume takes over whatever the lease.
+        let mut r = open();
+        r.owner = "elsewhere:-:2:r".into();
+        r.take_over_leases();
+        assert_eq!(r.claim(&[y]).unwrap(), [y]);
+        // An ended row is never claimed, and finishing lets go of the lease.
+        b.finish(&[(
+            x,
+            Outcome {
+                status: Status::Accepted,
+                answer: Some("Success".into()),
+                reason: None,
+                marketplace_record_id: None,
+            },
+        )])
+        .unwrap();
+        assert!(a.claim(&[x]).unwrap().is_empty());
+        let lease =
+            a.db.query_opt(
+                "SELECT lease_owner, lease_until FROM records WHERE id = ?1",
+                &[&x],
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(lease.values(), [Value::Null, Value::Null]);
+        // Missing ids are left out.
+        assert!(a.claim(&[999_999]).unwrap().is_empty());
+    }
+
+    /// Two agents claiming the same rows at once never both get one.
+    fn concurrent_claims(open: &(dyn Fn() -> Ledger + Sync)) {
+        let mut l = open();
+        let rows: Vec<NewRow> = (0..60).map(|i| new_row(&format!("k-{i}"), 3)).collect();
+        let all = ids(&l.enqueue(&rows).unwrap());
+        let got: Vec<Vec<i64>> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..3)
+                .map(|n| {
+                    let all = all.clone();
+                    s.spawn(move || {
+                        let mut l = open();
+                        l.owner = format!("elsewhere-{n}:-:1:x");
+                        let mut mine = Vec::new();
+                        for chunk in all.chunks(7) {
+                            mine.extend(l.claim(chunk).unwrap());
+                        }
+                        mine
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut seen: Vec<i64> = got.concat();
+        let n = seen.len();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), n, "a row was claimed twice: {got:?}");
+        assert_eq!(seen, all, "every row was claimed by someone");
+    }
+
+    /// The state machine's other steps on any engine: requeue, re-enqueue, lists, counts,
+    /// observe queries.
+    fn round_trip(l: &mut Ledger) {
+        let rows = ids(&l
+            .enqueue(&[new_row("c-1", 5), new_row("c-1", 4), new_row("c-2", 3)])
+            .unwrap());
+        let failed = Outcome {
+            status: Status::Failed,
+            answer: Some("ThrottlingException".into()),
+            reason: Some("no answer".into()),
+            marketplace_record_id: None,
+        };
+        assert_eq!(l.claim(&rows).unwrap(), rows);
+        l.finish(&[(rows[0], failed.clone())]).unwrap();
+        assert_eq!(l.requeue_failed().unwrap(), 1);
+        assert_eq!(l.rows(&[rows[0]]).unwrap()[0].status, Status::Pending);
+        l.finish(&[(rows[1], failed.clone())]).unwrap();
+        // Submitting a failed row again re-queues it.
+        assert_eq!(
+            l.enqueue(&[new_row("c-1", 4)]).unwrap(),
+            [Enqueued::Requeued(rows[1])]
+        );
+        assert_eq!(l.transitions(rows[1]).unwrap().len(), 4);
+        let c = l.counts().unwrap();
+        assert!(c.contains(&(Status::Pending, 2)) && c.contains(&(Status::Sending, 1)));
+        let f = Filter {
+            customer: Some("c-1".into()),
+            ..Filter::default()
+        };
+        assert_eq!(l.list(&f).unwrap().len(), 2);
+        assert_eq!(l.history().unwrap().len(), 3);
+        assert!(l
+            .has_usage_in_hour(
+                Marketplace::Aws,
+                "prod-a",
+                "c-2",
+                "api_calls",
+                hour_floor(Utc::now()) - chrono::Duration::hours(3)
+            )
+            .unwrap());
+        let first = l.earliest_unfinished_per_contract().unwrap();
+        let got: Vec<(String, i64)> = first.iter().map(|r| (r.customer.clone(), r.id)).collect();
+        assert_eq!(
+            got,
+            [("c-1".to_owned(), rows[0]), ("c-2".to_owned(), rows[2])]
+        );
+        assert_eq!(l.unfinished_by_marketplace().unwrap()[0].1, 3);
+        assert_eq!(l.last_usage_per_contract().unwrap().len(), 2);
+        let q = observe::RowQuery {
+            q: Some("C-1".into()),
+            ..observe::RowQuery::default()
+        };
+        let (total, page) = l.status_rows(&q, 1, 0).unwrap();
+        assert_eq!((total, page.len()), (2, 1), "search ignores ASCII case");
+        let (groups, totals, more) = l.status_groups(&observe::RowQuery::default(), 1).unwrap();
+        assert_eq!((groups.len(), more), (1, true));
+        assert_eq!(totals.pending, 3);
+    }
+
+    #[test]
+    fn sqlite_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        round_trip(&mut Ledger::open(&dir.path().join("l.sqlite")).unwrap());
+    }
+
+    #[test]
+    fn postgres_round_trip() {
+        let Some(url) = pg_fresh() else { return };
+        round_trip(&mut Ledger::open_location(&url).unwrap());
+    }
+
+    #[test]
+    fn sqlite_claims_take_leases() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite");
+        leases(&|| Ledger::open(&path).unwrap());
+        let path2 = dir.path().join("c.sqlite");
+        concurrent_claims(&|| Ledger::open(&path2).unwrap());
+    }
+
+    /// A fresh database on the server `METERGATE_TEST_PG_URL` names, or `None` (with a note).
+    fn pg_fresh() -> Option<String> {
+        let Ok(base) = std::env::var("METERGATE_TEST_PG_URL") else {
+            eprintln!("METERGATE_TEST_PG_URL is not set: skipping the PostgreSQL half");
+            return None;
+        };
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let name = format!(
+            "mg_unit_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
+        let admin = Db::open(&base).unwrap();
+        admin
+            .batch(&format!("DROP DATABASE IF EXISTS {name}"))
+            .unwrap();
+        admin.batch(&format!("CREATE DATABASE {name}")).unwrap();
+        let (head, query) = match base.split_once('?') {
+            Some((h, q)) => (h.to_owned(), format!("?{q}")),
+            None => (base.clone(), String::new()),
+        };
+        let scheme_end = head.find("://").unwrap() + 3;
+        let server = match head[scheme_end..].find('/') {
+            Some(i) => &head[..scheme_end + i],
+            None => head.as_str(),
+        };
+        Some(format!("{server}/{name}{query}"))
+    }
+
+    #[test]
+    fn postgres_claims_take_leases_and_skip_locked_rows() {
+        let Some(url) = pg_fresh() else { return };
+        leases(&|| Ledger::open_location(&url).unwrap());
+        let Some(url2) = pg_fresh() else { return };
+        concurrent_claims(&|| Ledger::open_location(&url2).unwrap());
+    }
+
+    #[test]
+    fn postgres_schema_is_versioned_like_sqlite() {
+        let Some(url) = pg_fresh() else { return };
+        let l = Ledger::open_location(&url).unwrap();
+        assert_eq!(l.engine(), Engine::Postgres);
+        assert_eq!(l.schema_version().unwrap(), SCHEMA_VERSION);
+        drop(l);
+        // Several agents opening at once migrate once.
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| Ledger::open_location(&url).unwrap());
+            }
+        });
+        let l = Ledger::open_location(&url).unwrap();
+        let n: i64 =
+            l.db.query_opt("SELECT COUNT(*) FROM schema_version", &[])
+                .unwrap()
+                .unwrap()
+                .get(0)
+                .unwrap();
+        assert_eq!(n, 1);
+        // A newer schema is refused.
+        l.db.execute("UPDATE schema_version SET version = ?1", &[&99i64])
+            .unwrap();
+        drop(l);
+        assert!(matches!(
+            Ledger::open_location(&url),
+            Err(LedgerError::TooNew { found: 99, .. })
+        ));
+    }
+
+    #[test]
+    fn dead_owners_on_this_machine_are_recognised() {
+        let me = process_owner();
+        assert!(!owner_is_dead(&me, &me));
+        let (host, boot) = machine();
+        let mine = |pid: &str, suffix: &str| format!("{host}:{boot}:{pid}:{suffix}");
+        // This pid with another suffix: an earlier process.
+        assert!(owner_is_dead(
+            &mine(&std::process::id().to_string(), "zzzzzzzz"),
+            &me
+        ));
+        if Path::new("/proc/self").exists() {
+            assert!(owner_is_dead(&mine("999999999", "x"), &me));
+            assert!(!owner_is_dead(&mine("1", "x"), &me), "pid 1 runs");
+        }
+        assert!(!owner_is_dead("elsewhere:-:1:x", &me));
+        assert!(!owner_is_dead("garbage", &me));
+    }
+
+    #[test]
+    fn unreachable_postgres_is_its_own_error_and_hides_the_password() {
+        let e = Ledger::open_location("postgres://me:hunter22@127.0.0.1:1/db?connect_timeout=2")
+            .err()
+            .unwrap();
+        assert!(matches!(e, LedgerError::Unreachable { .. }), "{e:?}");
+        let text = e.to_string();
+        assert!(!text.contains("hunter22"), "{text}");
+        assert!(text.contains("postgres://me:***@127.0.0.1:1/db"), "{text}");
     }
 }
