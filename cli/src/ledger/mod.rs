@@ -1854,6 +1854,11 @@ pub fn load_history(path: &Path) -> Result<Vec<HistoryEntry>, LedgerError> {
     Ledger::open_existing(path)?.history()
 }
 
+/// The tests' throwaway PostgreSQL cluster (see `pg_fresh` in the tests below).
+#[cfg(test)]
+#[path = "../../tests/pg_support/mod.rs"]
+mod pg_support;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2132,11 +2137,12 @@ mod tests {
         concurrent_claims(&|| Ledger::open(&path2).unwrap());
     }
 
-    /// A fresh database on the server `METERGATE_TEST_PG_URL` names, or `None` (with a note).
+    /// A fresh database on the server `METERGATE_TEST_PG_URL` names, else on the tests'
+    /// throwaway cluster (`cli/tests/pg_support`: `None` with a note when PostgreSQL is not
+    /// installed, a failure with CI=true).
     fn pg_fresh() -> Option<String> {
         let Ok(base) = std::env::var("METERGATE_TEST_PG_URL") else {
-            eprintln!("METERGATE_TEST_PG_URL is not set: skipping the PostgreSQL half");
-            return None;
+            return super::pg_support::fresh_database();
         };
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let name = format!(
