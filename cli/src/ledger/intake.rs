@@ -2,15 +2,61 @@
 //! ([`IntakeTx`]), holding the new `pending` rows, the answer given to each
 //! `Idempotency-Key` and the verdict given to each stored `record_id`.
 //!
-//! Idempotency is enforced by the tables' primary keys, insert-first: a request claims its key
-//! with `INSERT ... ON CONFLICT DO NOTHING` before anything is judged, and a request that finds
-//! the key taken gets the stored answer instead. The same goes for a record's `record_id`. The
-//! transaction is `IMMEDIATE` (it holds SQLite's write lock from its start), so no other writer,
-//! in this process or another, can slip in between.
+//! Idempotency is enforced by the tables' unique keys, insert-first: every write is an
+//! `INSERT ... ON CONFLICT DO NOTHING` whose result says whether this transaction got the key,
+//! never a check before the insert. A request claims its `Idempotency-Key` before anything is
+//! judged, and a request that finds the key taken gets the stored answer instead. A record's
+//! `record_id` is claimed when its row is written ([`IntakeTx::store`]): the claim that finds
+//! the id taken gets the stored verdict, and the row written for it in this transaction is
+//! taken back. The transaction is `IMMEDIATE` (it holds SQLite's write lock from its start),
+//! so no other writer, in this process or another, can slip in between.
+//!
+//! ## Group writes
+//! [`IntakeTx::store`] writes a whole group's accepted records at once, with multi-row
+//! statements (up to [`CHUNK`] rows each): one `INSERT` into `records`, one into
+//! `intake_records` (the id claim, with its verdict and row) and one into `transitions` per
+//! chunk, instead of four or five statements per record. The rows are written in key order,
+//! so two writers on a shared server take their locks in the same order.
 
+use std::sync::OnceLock;
+
+use metergate_core::time::format_rfc3339;
 use rusqlite::{params, OptionalExtension, Transaction};
 
-use super::{enqueue_in, now_text, Enqueued, Ledger, LedgerError, NewRow};
+use super::{enqueue_in, idempotency_key, now_text, Enqueued, Ledger, LedgerError, NewRow};
+
+/// The most rows one multi-row statement of [`IntakeTx::store`] writes.
+pub const CHUNK: usize = 64;
+
+/// The statement sizes a group is cut into, largest first: each size is one prepared (and
+/// cached) statement per table, so a group of 100 rows takes 64 + 8 × 4 + 1 × 4.
+const SIZES: [usize; 3] = [CHUNK, 8, 1];
+
+/// The prepared statements the intake writer keeps (the multi-row statements of each size,
+/// the claims, the hourly sums' statements, and the ones other modules use).
+const STATEMENT_CACHE: usize = 64;
+
+/// One accepted record for [`IntakeTx::store`]: its ledger row (none for a record that repeats
+/// a key the ledger already holds) and its `record_id`, kept with the verdict it was given.
+#[derive(Clone, Debug)]
+pub struct Accepted {
+    /// The row to write as `pending`.
+    pub row: Option<NewRow>,
+    /// The record's `record_id`, if it has one.
+    pub record_id: Option<String>,
+    /// The verdict (JSON) to keep with the `record_id`; unused without one.
+    pub verdict: String,
+}
+
+/// What [`IntakeTx::store`] did with one [`Accepted`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stored {
+    /// Stored: what became of its row (none when it had no row).
+    Kept(Option<Enqueued>),
+    /// Its `record_id` was already taken (by an earlier request, or by another agent at the
+    /// same moment): nothing of it is stored. The verdict given the first time.
+    Taken(String),
+}
 
 /// A write transaction for a group of intake requests. Nothing is visible to other connections
 /// before [`IntakeTx::commit`]; dropping it rolls everything back.
@@ -30,6 +76,13 @@ pub enum Claim<T> {
 }
 
 impl Ledger {
+    /// Readies this connection for the intake writer: room in the prepared-statement cache for
+    /// the multi-row statements of [`IntakeTx::store`].
+    pub fn prepare_intake(&mut self) {
+        self.conn
+            .set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    }
+
     /// Starts an intake transaction (see [`IntakeTx`]).
     pub fn intake_tx(&mut self) -> Result<IntakeTx<'_>, LedgerError> {
         let path = self.path.clone();
@@ -139,6 +192,183 @@ impl IntakeTx<'_> {
         Ok(())
     }
 
+    /// The verdict kept for a stored `record_id`, if one is stored (for a record that is not
+    /// stored itself: its first verdict is answered instead).
+    pub fn stored_verdict(&self, record_id: &str) -> Result<Option<String>, LedgerError> {
+        self.tx
+            .prepare_cached("SELECT verdict FROM intake_records WHERE record_id = ?1")
+            .and_then(|mut s| s.query_row([record_id], |r| r.get(0)).optional())
+            .map_err(self.err())
+    }
+
+    /// Stores a group's accepted records, insert-first, and says for each what happened
+    /// (same order as `items`):
+    ///
+    /// 1. the rows, `INSERT ... ON CONFLICT (idem_key) DO NOTHING RETURNING id`;
+    /// 2. the `record_id` claims with their verdicts and rows,
+    ///    `INSERT ... ON CONFLICT (record_id) DO NOTHING RETURNING record_id`. A claim that
+    ///    finds its id taken gets [`Stored::Taken`], and the row written for it in step 1 is
+    ///    deleted again (nothing else has seen it: the transaction is still open);
+    /// 3. the `written` transitions of the new rows;
+    /// 4. rows whose key the ledger already held, one by one as [`Ledger::enqueue`] does
+    ///    (a `rejected`, `failed` or `expired` row goes back to `pending`, any other stays).
+    ///    This comes after the claims, so a record whose id is taken changes nothing.
+    pub fn store(&self, items: &[Accepted]) -> Result<Vec<Stored>, LedgerError> {
+        let mut out: Vec<Stored> = vec![Stored::Kept(None); items.len()];
+        // 1. The rows, in key order.
+        let mut rows: Vec<RowText<'_>> = items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| a.row.as_ref().map(|r| RowText::new(i, r)))
+            .collect();
+        rows.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        let mut conflicted: Vec<usize> = Vec::new();
+        for chunk in chunks(&rows) {
+            let sql = statement(&RECORDS_SQL, chunk.len(), records_sql);
+            let mut st = self.tx.prepare_cached(sql).map_err(self.err())?;
+            let e = self.err();
+            st.raw_bind_parameter(1, &self.now).map_err(&e)?;
+            for (j, r) in chunk.iter().enumerate() {
+                r.bind(&mut st, 2 + j * RECORD_PARAMS).map_err(&e)?;
+            }
+            let mut found = vec![false; chunk.len()];
+            let mut q = st.raw_query();
+            let mut next = 0;
+            while let Some(row) = q.next().map_err(&e)? {
+                let id: i64 = row.get(0).map_err(&e)?;
+                let key = row
+                    .get_ref(1)
+                    .and_then(|v| v.as_str().map_err(Into::into))
+                    .map_err(&e)?;
+                // RETURNING gives the rows in the order written, as a rule; search otherwise.
+                let j = if chunk.get(next).is_some_and(|r| r.key == key) {
+                    next
+                } else {
+                    match chunk.iter().position(|r| r.key == key) {
+                        Some(j) => j,
+                        None => continue,
+                    }
+                };
+                next = j + 1;
+                found[j] = true;
+                out[chunk[j].item] = Stored::Kept(Some(Enqueued::New(id)));
+            }
+            drop(q);
+            conflicted.extend(
+                chunk
+                    .iter()
+                    .zip(found)
+                    .filter(|(_, f)| !f)
+                    .map(|(r, _)| r.item),
+            );
+        }
+        drop(rows);
+        // 2. The record id claims, in id order.
+        let mut claims: Vec<usize> = items
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.record_id.is_some())
+            .map(|(i, _)| i)
+            .collect();
+        claims.sort_unstable_by(|a, b| items[*a].record_id.cmp(&items[*b].record_id));
+        let mut taken: Vec<usize> = Vec::new();
+        for chunk in chunks(&claims) {
+            let sql = statement(&CLAIMS_SQL, chunk.len(), claims_sql);
+            let mut st = self.tx.prepare_cached(sql).map_err(self.err())?;
+            let e = self.err();
+            st.raw_bind_parameter(1, &self.now).map_err(&e)?;
+            for (j, &i) in chunk.iter().enumerate() {
+                let b = 2 + j * 3;
+                st.raw_bind_parameter(b, items[i].record_id.as_deref())
+                    .map_err(&e)?;
+                st.raw_bind_parameter(b + 1, items[i].verdict.as_str())
+                    .map_err(&e)?;
+                let row = match out[i] {
+                    Stored::Kept(Some(Enqueued::New(id))) => Some(id),
+                    _ => None,
+                };
+                st.raw_bind_parameter(b + 2, row).map_err(&e)?;
+            }
+            let mut found = vec![false; chunk.len()];
+            let mut q = st.raw_query();
+            let mut next = 0;
+            while let Some(row) = q.next().map_err(&e)? {
+                let id = row
+                    .get_ref(0)
+                    .and_then(|v| v.as_str().map_err(Into::into))
+                    .map_err(&e)?;
+                let is = |j: usize| {
+                    chunk
+                        .get(j)
+                        .is_some_and(|&i| items[i].record_id.as_deref() == Some(id))
+                };
+                let j = if is(next) {
+                    next
+                } else {
+                    match (0..chunk.len()).find(|&j| is(j)) {
+                        Some(j) => j,
+                        None => continue,
+                    }
+                };
+                next = j + 1;
+                found[j] = true;
+            }
+            drop(q);
+            taken.extend(chunk.iter().zip(found).filter(|(_, f)| !f).map(|(&i, _)| i));
+        }
+        for &i in &taken {
+            let id = items[i].record_id.as_deref().unwrap_or_default();
+            let first = self.stored_verdict(id)?.unwrap_or_default();
+            if let Stored::Kept(Some(Enqueued::New(row))) = out[i] {
+                self.tx
+                    .prepare_cached("DELETE FROM records WHERE id = ?1")
+                    .and_then(|mut s| s.execute([row]))
+                    .map_err(self.err())?;
+            }
+            out[i] = Stored::Taken(first);
+        }
+        // 3. The transitions of the new rows.
+        let new: Vec<i64> = out
+            .iter()
+            .filter_map(|s| match s {
+                Stored::Kept(Some(Enqueued::New(id))) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        for chunk in chunks(&new) {
+            let sql = statement(&TRANSITIONS_SQL, chunk.len(), transitions_sql);
+            let mut st = self.tx.prepare_cached(sql).map_err(self.err())?;
+            let e = self.err();
+            st.raw_bind_parameter(1, &self.now).map_err(&e)?;
+            for (j, id) in chunk.iter().enumerate() {
+                st.raw_bind_parameter(2 + j, id).map_err(&e)?;
+            }
+            st.raw_execute().map_err(&e)?;
+        }
+        // 4. Keys the ledger already held (not for a record whose id is taken).
+        for i in conflicted {
+            if matches!(out[i], Stored::Taken(_)) {
+                continue;
+            }
+            let Some(row) = items[i].row.as_ref() else {
+                continue;
+            };
+            let e = enqueue_in(&self.tx, &self.path, std::slice::from_ref(row))?;
+            let Some(&e) = e.first() else { continue };
+            out[i] = Stored::Kept(Some(e));
+            if let Some(id) = items[i].record_id.as_deref() {
+                let row = match e {
+                    Enqueued::New(r) | Enqueued::Requeued(r) | Enqueued::Existing(r, _) => r,
+                };
+                self.tx
+                    .prepare_cached("UPDATE intake_records SET row = ?2 WHERE record_id = ?1")
+                    .and_then(|mut s| s.execute(params![id, row]))
+                    .map_err(self.err())?;
+            }
+        }
+        Ok(out)
+    }
+
     /// Writes rows as `pending`, as [`Ledger::enqueue`] does, inside this transaction.
     pub fn enqueue(&self, rows: &[NewRow]) -> Result<Vec<Enqueued>, LedgerError> {
         enqueue_in(&self.tx, &self.path, rows)
@@ -151,4 +381,121 @@ impl IntakeTx<'_> {
             .commit()
             .map_err(|source| LedgerError::Sqlite { path, source })
     }
+}
+
+/// The parameters of one row in the multi-row `INSERT INTO records`.
+const RECORD_PARAMS: usize = 12;
+
+/// One row's column values for the multi-row insert, computed once.
+struct RowText<'a> {
+    /// Position in the caller's items.
+    item: usize,
+    key: String,
+    row: &'a NewRow,
+    start: String,
+    end: Option<String>,
+    quantity: String,
+    wire: String,
+}
+
+impl<'a> RowText<'a> {
+    fn new(item: usize, row: &'a NewRow) -> RowText<'a> {
+        let r = &row.record;
+        RowText {
+            item,
+            key: idempotency_key(r),
+            row,
+            start: format_rfc3339(r.start_time),
+            end: r.end_time.map(format_rfc3339),
+            quantity: r.quantity.normalize().to_string(),
+            wire: row.wire.to_string(),
+        }
+    }
+
+    /// Binds this row's values from parameter `b` on.
+    fn bind(&self, st: &mut rusqlite::CachedStatement<'_>, b: usize) -> rusqlite::Result<()> {
+        let r = &self.row.record;
+        st.raw_bind_parameter(b, self.key.as_str())?;
+        st.raw_bind_parameter(b + 1, r.marketplace.as_str())?;
+        st.raw_bind_parameter(b + 2, r.product.as_str())?;
+        st.raw_bind_parameter(b + 3, r.customer.as_str())?;
+        st.raw_bind_parameter(b + 4, r.dimension.as_str())?;
+        st.raw_bind_parameter(b + 5, self.start.as_str())?;
+        st.raw_bind_parameter(b + 6, r.start_time.timestamp())?;
+        st.raw_bind_parameter(b + 7, self.end.as_deref())?;
+        st.raw_bind_parameter(b + 8, self.quantity.as_str())?;
+        st.raw_bind_parameter(b + 9, r.record_id.as_deref())?;
+        st.raw_bind_parameter(b + 10, self.row.source.as_deref())?;
+        st.raw_bind_parameter(b + 11, self.wire.as_str())
+    }
+}
+
+/// Cuts `all` into slices of the sizes in [`SIZES`], largest first.
+fn chunks<T>(all: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = all;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let n = SIZES
+            .iter()
+            .copied()
+            .find(|&n| n <= rest.len())
+            .unwrap_or(1);
+        let (head, tail) = rest.split_at(n);
+        rest = tail;
+        Some(head)
+    })
+}
+
+type SqlCache = OnceLock<[String; SIZES.len()]>;
+
+static RECORDS_SQL: SqlCache = OnceLock::new();
+static CLAIMS_SQL: SqlCache = OnceLock::new();
+static TRANSITIONS_SQL: SqlCache = OnceLock::new();
+
+/// The statement text for `n` rows (`n` one of [`SIZES`]), built once.
+fn statement(cache: &'static SqlCache, n: usize, make: fn(usize) -> String) -> &'static str {
+    let all = cache.get_or_init(|| SIZES.map(make));
+    let i = SIZES
+        .iter()
+        .position(|&s| s == n)
+        .unwrap_or(SIZES.len() - 1);
+    &all[i]
+}
+
+/// `?1` is "now"; row `j`'s values start at `?(2 + j * width)`.
+fn values(n: usize, width: usize, row: impl Fn(usize) -> String) -> String {
+    (0..n)
+        .map(|j| row(2 + j * width))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn records_sql(n: usize) -> String {
+    let width = RECORD_PARAMS;
+    format!(
+        "INSERT INTO records (idem_key, marketplace, product, customer, dimension, start_time, \
+         start_secs, end_time, quantity, record_id, source, wire, status, created_at, updated_at) \
+         VALUES {} ON CONFLICT (idem_key) DO NOTHING RETURNING id, idem_key",
+        values(n, width, |b| {
+            let p: Vec<String> = (b..b + width).map(|i| format!("?{i}")).collect();
+            format!("({}, 'pending', ?1, ?1)", p.join(", "))
+        })
+    )
+}
+
+fn claims_sql(n: usize) -> String {
+    format!(
+        "INSERT INTO intake_records (record_id, verdict, row, created_at) VALUES {} \
+         ON CONFLICT (record_id) DO NOTHING RETURNING record_id",
+        values(n, 3, |b| format!("(?{b}, ?{}, ?{}, ?1)", b + 1, b + 2))
+    )
+}
+
+fn transitions_sql(n: usize) -> String {
+    format!(
+        "INSERT INTO transitions (record, at, from_status, to_status, note) VALUES {}",
+        values(n, 1, |b| format!("(?{b}, ?1, NULL, 'pending', 'written')"))
+    )
 }
