@@ -183,7 +183,7 @@ pub fn plan(
     match ledger {
         Some(l) => {
             let path = l.path().to_owned();
-            plan_on(Some(l.connection()), &path, contracts, hour)
+            plan_on(Some(l.connection()?), &path, contracts, hour)
         }
         None => plan_on(None, "", contracts, hour),
     }
@@ -221,7 +221,7 @@ pub fn due_hours(
     // The first hour whose due time is after `since - catch_up`.
     let mut first = hour_floor(add(since, -(cfg.after + cfg.catch_up)));
     let last: Option<i64> = ledger
-        .connection()
+        .connection()?
         .query_row("SELECT MAX(hour_secs) FROM heartbeat_hours", [], |r| {
             r.get(0)
         })

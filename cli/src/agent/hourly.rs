@@ -500,7 +500,7 @@ impl OpenHour {
 /// The open hours in the ledger, oldest first.
 pub fn open_hours(ledger: &mut Ledger) -> Result<Vec<OpenHour>, LedgerError> {
     let path = ledger.path().to_owned();
-    read_open(ledger.connection(), &path, None)
+    read_open(ledger.connection()?, &path, None)
 }
 
 fn read_open(
@@ -989,7 +989,7 @@ pub fn has_usage_in_hour(
     let path = ledger.path().to_owned();
     let metric = metric_key(marketplace, product, dimension);
     ledger
-        .connection()
+        .connection()?
         .query_row(
             "SELECT EXISTS (SELECT 1 FROM hourly_sums WHERE marketplace = ?1 AND product = ?2 \
              AND customer = ?3 AND metric = ?4 AND hour_secs = ?5 AND status != 'refused')",
