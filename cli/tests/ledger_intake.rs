@@ -49,7 +49,6 @@ fn count(l: &Ledger) -> usize {
 fn a_group_is_written_with_every_row_claim_and_transition() {
     let dir = tempfile::tempdir().unwrap();
     let mut l = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
-    l.prepare_intake();
     let items: Vec<Accepted> = (0..150)
         .map(|i| {
             accepted(

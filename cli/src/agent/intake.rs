@@ -255,8 +255,6 @@ pub(crate) fn spawn_writer(
     std::thread::Builder::new()
         .name("metergate-intake".into())
         .spawn(move || {
-            let mut ledger = ledger;
-            ledger.prepare_intake();
             let mut w = Writer {
                 state,
                 ledger,

@@ -21,9 +21,9 @@
 use std::sync::OnceLock;
 
 use metergate_core::time::format_rfc3339;
-use rusqlite::{params, OptionalExtension, Transaction};
 
-use super::{enqueue_in, idempotency_key, now_text, Enqueued, Ledger, LedgerError, NewRow};
+use super::db::{DbError, Exec, ToValue, Tx};
+use super::{db_err, enqueue_in, idempotency_key, now_text, Enqueued, Ledger, LedgerError, NewRow};
 
 /// The most rows one multi-row statement of [`IntakeTx::store`] writes.
 pub const CHUNK: usize = 64;
@@ -31,10 +31,6 @@ pub const CHUNK: usize = 64;
 /// The statement sizes a group is cut into, largest first: each size is one prepared (and
 /// cached) statement per table, so a group of 100 rows takes 64 + 8 × 4 + 1 × 4.
 const SIZES: [usize; 3] = [CHUNK, 8, 1];
-
-/// The prepared statements the intake writer keeps (the multi-row statements of each size,
-/// the claims, the hourly sums' statements, and the ones other modules use).
-const STATEMENT_CACHE: usize = 64;
 
 /// One accepted record for [`IntakeTx::store`]: its ledger row (none for a record that repeats
 /// a key the ledger already holds) and its `record_id`, kept with the verdict it was given.
@@ -61,7 +57,7 @@ pub enum Stored {
 /// A write transaction for a group of intake requests. Nothing is visible to other connections
 /// before [`IntakeTx::commit`]; dropping it rolls everything back.
 pub struct IntakeTx<'l> {
-    tx: Transaction<'l>,
+    tx: Tx<'l>,
     path: String,
     now: String,
 }
@@ -76,17 +72,10 @@ pub enum Claim<T> {
 }
 
 impl Ledger {
-    /// Readies this connection for the intake writer: room in the prepared-statement cache for
-    /// the multi-row statements of [`IntakeTx::store`].
-    pub fn prepare_intake(&mut self) {
-        self.conn
-            .set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-    }
-
     /// Starts an intake transaction (see [`IntakeTx`]).
     pub fn intake_tx(&mut self) -> Result<IntakeTx<'_>, LedgerError> {
         let path = self.path.clone();
-        let tx = self.write_tx()?;
+        let tx = self.begin()?;
         Ok(IntakeTx {
             tx,
             path,
@@ -94,55 +83,61 @@ impl Ledger {
         })
     }
 
-    /// True when the ledger can be written: takes SQLite's write lock and lets it go.
+    /// True when the ledger can be written: starts a write transaction (SQLite: takes the
+    /// write lock) and lets it go.
     pub fn probe_writable(&mut self) -> Result<(), LedgerError> {
         let path = self.path.clone();
-        let tx = self.write_tx()?;
-        tx.rollback()
-            .map_err(|source| LedgerError::Sqlite { path, source })
+        let tx = self.begin()?;
+        tx.rollback().map_err(db_err(&path))
     }
 }
 
 impl IntakeTx<'_> {
     /// The open transaction and the ledger's path, for writers of the agent's own tables that
-    /// must commit with the group (the hourly sums, [`crate::agent::hourly::add_events_in`]).
-    pub fn transaction(&self) -> (&Transaction<'_>, &str) {
+    /// must commit with the group (the hourly sums, [`super::hourly::add_events_in`]).
+    pub fn transaction(&self) -> (&Tx<'_>, &str) {
         (&self.tx, &self.path)
     }
 
-    fn err(&self) -> impl Fn(rusqlite::Error) -> LedgerError + '_ {
-        move |source| LedgerError::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
+    fn err(&self) -> impl Fn(DbError) -> LedgerError + '_ {
+        db_err(&self.path)
     }
 
     /// Claims an `Idempotency-Key`. `Taken((status, answer))` when a request already holds it.
     pub fn claim_request(&self, key: &str) -> Result<Claim<(u16, String)>, LedgerError> {
+        let e = self.err();
         let n = self
             .tx
-            .prepare_cached(
+            .execute(
                 "INSERT INTO intake_requests (key, status, answer, created_at) \
                  VALUES (?1, 0, '', ?2) ON CONFLICT (key) DO NOTHING",
+                &[&key, &self.now],
             )
-            .and_then(|mut s| s.execute(params![key, self.now]))
-            .map_err(self.err())?;
+            .map_err(&e)?;
         if n == 1 {
             return Ok(Claim::New);
         }
-        let (status, answer): (i64, String) = self
+        let row = self
             .tx
-            .prepare_cached("SELECT status, answer FROM intake_requests WHERE key = ?1")
-            .and_then(|mut s| s.query_row([key], |r| Ok((r.get(0)?, r.get(1)?))))
-            .map_err(self.err())?;
+            .query_opt(
+                "SELECT status, answer FROM intake_requests WHERE key = ?1",
+                &[&key],
+            )
+            .map_err(&e)?;
+        let (status, answer): (i64, String) = match row {
+            Some(r) => (r.get(0).map_err(&e)?, r.get(1).map_err(&e)?),
+            None => (500, String::new()),
+        };
         Ok(Claim::Taken((u16::try_from(status).unwrap_or(500), answer)))
     }
 
     /// Records the answer given to a claimed `Idempotency-Key`.
     pub fn answer_request(&self, key: &str, status: u16, answer: &str) -> Result<(), LedgerError> {
         self.tx
-            .prepare_cached("UPDATE intake_requests SET status = ?2, answer = ?3 WHERE key = ?1")
-            .and_then(|mut s| s.execute(params![key, i64::from(status), answer]))
+            .execute(
+                "UPDATE intake_requests SET status = ?2, answer = ?3 WHERE key = ?1",
+                &[&key, &i64::from(status), &answer],
+            )
             .map_err(self.err())?;
         Ok(())
     }
@@ -151,21 +146,18 @@ impl IntakeTx<'_> {
     pub fn claim_record(&self, record_id: &str) -> Result<Claim<String>, LedgerError> {
         let n = self
             .tx
-            .prepare_cached(
+            .execute(
                 "INSERT INTO intake_records (record_id, verdict, row, created_at) \
                  VALUES (?1, '', NULL, ?2) ON CONFLICT (record_id) DO NOTHING",
+                &[&record_id, &self.now],
             )
-            .and_then(|mut s| s.execute(params![record_id, self.now]))
             .map_err(self.err())?;
         if n == 1 {
             return Ok(Claim::New);
         }
-        let verdict: Option<String> = self
-            .tx
-            .prepare_cached("SELECT verdict FROM intake_records WHERE record_id = ?1")
-            .and_then(|mut s| s.query_row([record_id], |r| r.get(0)).optional())
-            .map_err(self.err())?;
-        Ok(Claim::Taken(verdict.unwrap_or_default()))
+        Ok(Claim::Taken(
+            self.stored_verdict(record_id)?.unwrap_or_default(),
+        ))
     }
 
     /// Keeps a claimed `record_id` with the verdict given to it and its ledger row (none when
@@ -177,8 +169,10 @@ impl IntakeTx<'_> {
         row: Option<i64>,
     ) -> Result<(), LedgerError> {
         self.tx
-            .prepare_cached("UPDATE intake_records SET verdict = ?2, row = ?3 WHERE record_id = ?1")
-            .and_then(|mut s| s.execute(params![record_id, verdict, row]))
+            .execute(
+                "UPDATE intake_records SET verdict = ?2, row = ?3 WHERE record_id = ?1",
+                &[&record_id, &verdict, &row],
+            )
             .map_err(self.err())?;
         Ok(())
     }
@@ -186,8 +180,10 @@ impl IntakeTx<'_> {
     /// Lets a claimed `record_id` go again (the record was rejected, so nothing is stored).
     pub fn release_record(&self, record_id: &str) -> Result<(), LedgerError> {
         self.tx
-            .prepare_cached("DELETE FROM intake_records WHERE record_id = ?1")
-            .and_then(|mut s| s.execute([record_id]))
+            .execute(
+                "DELETE FROM intake_records WHERE record_id = ?1",
+                &[&record_id],
+            )
             .map_err(self.err())?;
         Ok(())
     }
@@ -195,10 +191,16 @@ impl IntakeTx<'_> {
     /// The verdict kept for a stored `record_id`, if one is stored (for a record that is not
     /// stored itself: its first verdict is answered instead).
     pub fn stored_verdict(&self, record_id: &str) -> Result<Option<String>, LedgerError> {
+        let e = self.err();
         self.tx
-            .prepare_cached("SELECT verdict FROM intake_records WHERE record_id = ?1")
-            .and_then(|mut s| s.query_row([record_id], |r| r.get(0)).optional())
-            .map_err(self.err())
+            .query_opt(
+                "SELECT verdict FROM intake_records WHERE record_id = ?1",
+                &[&record_id],
+            )
+            .map_err(&e)?
+            .map(|r| r.get(0))
+            .transpose()
+            .map_err(&e)
     }
 
     /// Stores a group's accepted records, insert-first, and says for each what happened
@@ -213,7 +215,11 @@ impl IntakeTx<'_> {
     /// 4. rows whose key the ledger already held, one by one as [`Ledger::enqueue`] does
     ///    (a `rejected`, `failed` or `expired` row goes back to `pending`, any other stays).
     ///    This comes after the claims, so a record whose id is taken changes nothing.
+    ///
+    /// On PostgreSQL (read committed) an insert that meets a key another agent's open
+    /// transaction has just written waits for that transaction: a key is stored once.
     pub fn store(&self, items: &[Accepted]) -> Result<Vec<Stored>, LedgerError> {
+        let e = self.err();
         let mut out: Vec<Stored> = vec![Stored::Kept(None); items.len()];
         // 1. The rows, in key order.
         let mut rows: Vec<RowText<'_>> = items
@@ -225,21 +231,17 @@ impl IntakeTx<'_> {
         let mut conflicted: Vec<usize> = Vec::new();
         for chunk in chunks(&rows) {
             let sql = statement(&RECORDS_SQL, chunk.len(), records_sql);
-            let mut st = self.tx.prepare_cached(sql).map_err(self.err())?;
-            let e = self.err();
-            st.raw_bind_parameter(1, &self.now).map_err(&e)?;
-            for (j, r) in chunk.iter().enumerate() {
-                r.bind(&mut st, 2 + j * RECORD_PARAMS).map_err(&e)?;
+            let mut params: Vec<&dyn ToValue> = Vec::with_capacity(1 + chunk.len() * RECORD_PARAMS);
+            params.push(&self.now);
+            for r in chunk {
+                r.params(&mut params);
             }
+            let returned = self.tx.query(sql, &params).map_err(&e)?;
             let mut found = vec![false; chunk.len()];
-            let mut q = st.raw_query();
             let mut next = 0;
-            while let Some(row) = q.next().map_err(&e)? {
+            for row in returned {
                 let id: i64 = row.get(0).map_err(&e)?;
-                let key = row
-                    .get_ref(1)
-                    .and_then(|v| v.as_str().map_err(Into::into))
-                    .map_err(&e)?;
+                let key: String = row.get(1).map_err(&e)?;
                 // RETURNING gives the rows in the order written, as a rule; search otherwise.
                 let j = if chunk.get(next).is_some_and(|r| r.key == key) {
                     next
@@ -253,7 +255,6 @@ impl IntakeTx<'_> {
                 found[j] = true;
                 out[chunk[j].item] = Stored::Kept(Some(Enqueued::New(id)));
             }
-            drop(q);
             conflicted.extend(
                 chunk
                     .iter()
@@ -271,36 +272,32 @@ impl IntakeTx<'_> {
             .map(|(i, _)| i)
             .collect();
         claims.sort_unstable_by(|a, b| items[*a].record_id.cmp(&items[*b].record_id));
+        let row_ids: Vec<Option<i64>> = out
+            .iter()
+            .map(|s| match s {
+                Stored::Kept(Some(Enqueued::New(id))) => Some(*id),
+                _ => None,
+            })
+            .collect();
         let mut taken: Vec<usize> = Vec::new();
         for chunk in chunks(&claims) {
             let sql = statement(&CLAIMS_SQL, chunk.len(), claims_sql);
-            let mut st = self.tx.prepare_cached(sql).map_err(self.err())?;
-            let e = self.err();
-            st.raw_bind_parameter(1, &self.now).map_err(&e)?;
-            for (j, &i) in chunk.iter().enumerate() {
-                let b = 2 + j * 3;
-                st.raw_bind_parameter(b, items[i].record_id.as_deref())
-                    .map_err(&e)?;
-                st.raw_bind_parameter(b + 1, items[i].verdict.as_str())
-                    .map_err(&e)?;
-                let row = match out[i] {
-                    Stored::Kept(Some(Enqueued::New(id))) => Some(id),
-                    _ => None,
-                };
-                st.raw_bind_parameter(b + 2, row).map_err(&e)?;
+            let mut params: Vec<&dyn ToValue> = Vec::with_capacity(1 + chunk.len() * 3);
+            params.push(&self.now);
+            for &i in chunk {
+                params.push(&items[i].record_id);
+                params.push(&items[i].verdict);
+                params.push(&row_ids[i]);
             }
+            let returned = self.tx.query(sql, &params).map_err(&e)?;
             let mut found = vec![false; chunk.len()];
-            let mut q = st.raw_query();
             let mut next = 0;
-            while let Some(row) = q.next().map_err(&e)? {
-                let id = row
-                    .get_ref(0)
-                    .and_then(|v| v.as_str().map_err(Into::into))
-                    .map_err(&e)?;
+            for row in returned {
+                let id: String = row.get(0).map_err(&e)?;
                 let is = |j: usize| {
                     chunk
                         .get(j)
-                        .is_some_and(|&i| items[i].record_id.as_deref() == Some(id))
+                        .is_some_and(|&i| items[i].record_id.as_deref() == Some(id.as_str()))
                 };
                 let j = if is(next) {
                     next
@@ -313,17 +310,15 @@ impl IntakeTx<'_> {
                 next = j + 1;
                 found[j] = true;
             }
-            drop(q);
             taken.extend(chunk.iter().zip(found).filter(|(_, f)| !f).map(|(&i, _)| i));
         }
         for &i in &taken {
             let id = items[i].record_id.as_deref().unwrap_or_default();
             let first = self.stored_verdict(id)?.unwrap_or_default();
-            if let Stored::Kept(Some(Enqueued::New(row))) = out[i] {
+            if let Some(row) = row_ids[i] {
                 self.tx
-                    .prepare_cached("DELETE FROM records WHERE id = ?1")
-                    .and_then(|mut s| s.execute([row]))
-                    .map_err(self.err())?;
+                    .execute("DELETE FROM records WHERE id = ?1", &[&row])
+                    .map_err(&e)?;
             }
             out[i] = Stored::Taken(first);
         }
@@ -337,13 +332,12 @@ impl IntakeTx<'_> {
             .collect();
         for chunk in chunks(&new) {
             let sql = statement(&TRANSITIONS_SQL, chunk.len(), transitions_sql);
-            let mut st = self.tx.prepare_cached(sql).map_err(self.err())?;
-            let e = self.err();
-            st.raw_bind_parameter(1, &self.now).map_err(&e)?;
-            for (j, id) in chunk.iter().enumerate() {
-                st.raw_bind_parameter(2 + j, id).map_err(&e)?;
+            let mut params: Vec<&dyn ToValue> = Vec::with_capacity(1 + chunk.len());
+            params.push(&self.now);
+            for id in chunk {
+                params.push(id);
             }
-            st.raw_execute().map_err(&e)?;
+            self.tx.execute(sql, &params).map_err(&e)?;
         }
         // 4. Keys the ledger already held (not for a record whose id is taken).
         for i in conflicted {
@@ -353,17 +347,19 @@ impl IntakeTx<'_> {
             let Some(row) = items[i].row.as_ref() else {
                 continue;
             };
-            let e = enqueue_in(&self.tx, &self.path, std::slice::from_ref(row))?;
-            let Some(&e) = e.first() else { continue };
-            out[i] = Stored::Kept(Some(e));
+            let done = enqueue_in(&self.tx, &self.path, std::slice::from_ref(row))?;
+            let Some(&done) = done.first() else { continue };
+            out[i] = Stored::Kept(Some(done));
             if let Some(id) = items[i].record_id.as_deref() {
-                let row = match e {
+                let row = match done {
                     Enqueued::New(r) | Enqueued::Requeued(r) | Enqueued::Existing(r, _) => r,
                 };
                 self.tx
-                    .prepare_cached("UPDATE intake_records SET row = ?2 WHERE record_id = ?1")
-                    .and_then(|mut s| s.execute(params![id, row]))
-                    .map_err(self.err())?;
+                    .execute(
+                        "UPDATE intake_records SET row = ?2 WHERE record_id = ?1",
+                        &[&id, &row],
+                    )
+                    .map_err(&e)?;
             }
         }
         Ok(out)
@@ -377,9 +373,7 @@ impl IntakeTx<'_> {
     /// Commits everything: on return, every row is on disk (WAL, `synchronous=FULL`).
     pub fn commit(self) -> Result<(), LedgerError> {
         let path = self.path;
-        self.tx
-            .commit()
-            .map_err(|source| LedgerError::Sqlite { path, source })
+        self.tx.commit().map_err(db_err(&path))
     }
 }
 
@@ -392,7 +386,9 @@ struct RowText<'a> {
     item: usize,
     key: String,
     row: &'a NewRow,
+    marketplace: &'static str,
     start: String,
+    start_secs: i64,
     end: Option<String>,
     quantity: String,
     wire: String,
@@ -405,28 +401,32 @@ impl<'a> RowText<'a> {
             item,
             key: idempotency_key(r),
             row,
+            marketplace: r.marketplace.as_str(),
             start: format_rfc3339(r.start_time),
+            start_secs: r.start_time.timestamp(),
             end: r.end_time.map(format_rfc3339),
             quantity: r.quantity.normalize().to_string(),
             wire: row.wire.to_string(),
         }
     }
 
-    /// Binds this row's values from parameter `b` on.
-    fn bind(&self, st: &mut rusqlite::CachedStatement<'_>, b: usize) -> rusqlite::Result<()> {
+    /// This row's values, in the order of `records_sql`.
+    fn params<'p>(&'p self, out: &mut Vec<&'p dyn ToValue>) {
         let r = &self.row.record;
-        st.raw_bind_parameter(b, self.key.as_str())?;
-        st.raw_bind_parameter(b + 1, r.marketplace.as_str())?;
-        st.raw_bind_parameter(b + 2, r.product.as_str())?;
-        st.raw_bind_parameter(b + 3, r.customer.as_str())?;
-        st.raw_bind_parameter(b + 4, r.dimension.as_str())?;
-        st.raw_bind_parameter(b + 5, self.start.as_str())?;
-        st.raw_bind_parameter(b + 6, r.start_time.timestamp())?;
-        st.raw_bind_parameter(b + 7, self.end.as_deref())?;
-        st.raw_bind_parameter(b + 8, self.quantity.as_str())?;
-        st.raw_bind_parameter(b + 9, r.record_id.as_deref())?;
-        st.raw_bind_parameter(b + 10, self.row.source.as_deref())?;
-        st.raw_bind_parameter(b + 11, self.wire.as_str())
+        out.extend([
+            &self.key as &dyn ToValue,
+            &self.marketplace,
+            &r.product,
+            &r.customer,
+            &r.dimension,
+            &self.start,
+            &self.start_secs,
+            &self.end,
+            &self.quantity,
+            &r.record_id,
+            &self.row.source,
+            &self.wire,
+        ]);
     }
 }
 
