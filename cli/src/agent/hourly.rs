@@ -49,6 +49,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+pub use crate::ledger::hourly::{add_events, add_events_in, Added};
 use crate::ledger::{enqueue_in, Enqueued, Ledger, LedgerError, NewRow};
 
 /// How long after its end an hour is closed, by default: events stamped inside an hour may
@@ -175,211 +176,13 @@ impl HourlyConfig {
     }
 }
 
-/// What [`add_events`] did with one event.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Added {
-    /// Added to the open sum of its hour.
-    Open {
-        /// The hour.
-        hour: DateTime<Utc>,
-    },
-    /// Its hour is already closed (its sum was made, or a row of its own holds the key: a
-    /// heartbeat, a record sent without aggregation): nothing was stored. The intake answers
-    /// `duplicate-request` ([`closed_finding`]).
-    Closed {
-        /// The hour.
-        hour: DateTime<Utc>,
-        /// The ledger row that holds the hour's key, if there is one.
-        record: Option<i64>,
-        /// True when that row is an AWS heartbeat (quantity zero).
-        heartbeat: bool,
-    },
-}
-
 type Key = (Marketplace, String, String, String);
-
-fn key_of(r: &UsageRecord) -> Key {
-    (
-        r.marketplace,
-        r.product.clone(),
-        r.customer.clone(),
-        metric_key(r.marketplace, &r.product, &r.dimension).to_owned(),
-    )
-}
 
 fn sqlite(path: &str) -> impl Fn(rusqlite::Error) -> LedgerError + '_ {
     move |source| LedgerError::Sqlite {
         path: path.to_owned(),
         source,
     }
-}
-
-/// Adds accepted events to the open sums of their hours, all in one transaction, and says
-/// for each whether its hour was still open.
-pub fn add_events(ledger: &mut Ledger, records: &[UsageRecord]) -> Result<Vec<Added>, LedgerError> {
-    let path = ledger.path().to_owned();
-    let tx = ledger.write_transaction()?;
-    let out = add_events_in(&tx, &path, records)?;
-    tx.commit().map_err(sqlite(&path))?;
-    Ok(out)
-}
-
-/// [`add_events`] inside the caller's transaction (the intake's group commit writes its
-/// rows, its idempotency entries and the hourly events in one transaction).
-pub fn add_events_in(
-    tx: &rusqlite::Transaction<'_>,
-    path: &str,
-    records: &[UsageRecord],
-) -> Result<Vec<Added>, LedgerError> {
-    let path = path.to_owned();
-    let e = sqlite(&path);
-    let now = format_rfc3339(Utc::now());
-    let mut out = Vec::with_capacity(records.len());
-    {
-        let mut find = tx
-            .prepare_cached(
-                "SELECT status, quantity, events, min_start, max_start, max_end, record \
-                 FROM hourly_sums WHERE marketplace = ?1 AND product = ?2 AND customer = ?3 \
-                 AND metric = ?4 AND hour_secs = ?5",
-            )
-            .map_err(&e)?;
-        let mut insert = tx
-            .prepare_cached(
-                "INSERT INTO hourly_sums (marketplace, product, customer, metric, hour_secs, \
-                 hour, dimension, plan, quantity, events, min_start, max_start, max_end, status, \
-                 created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, ?10, ?10, ?11, 'open', ?12, ?12)",
-            )
-            .map_err(&e)?;
-        let mut taken_by = tx
-            .prepare_cached(
-                "SELECT id, quantity FROM records WHERE marketplace = ?1 AND product = ?2 \
-                 AND customer = ?3 AND dimension = ?4 AND start_secs >= ?5 \
-                 AND start_secs < ?5 + 3600 \
-                 AND status IN ('pending', 'sending', 'accepted', 'duplicate') LIMIT 1",
-            )
-            .map_err(&e)?;
-        let mut update = tx
-            .prepare_cached(
-                "UPDATE hourly_sums SET quantity = ?6, events = events + 1, min_start = ?7, \
-                 max_start = ?8, max_end = ?9, updated_at = ?10 \
-                 WHERE marketplace = ?1 AND product = ?2 AND customer = ?3 AND metric = ?4 \
-                 AND hour_secs = ?5",
-            )
-            .map_err(&e)?;
-        for r in records {
-            let (mp, product, customer, metric) = key_of(r);
-            let hour = hour_floor(r.start_time);
-            let hs = hour.timestamp();
-            type Found = (
-                String,
-                String,
-                i64,
-                String,
-                String,
-                Option<String>,
-                Option<i64>,
-            );
-            let found: Option<Found> = find
-                .query_row(params![mp.as_str(), product, customer, metric, hs], |x| {
-                    Ok((
-                        x.get(0)?,
-                        x.get(1)?,
-                        x.get(2)?,
-                        x.get(3)?,
-                        x.get(4)?,
-                        x.get(5)?,
-                        x.get(6)?,
-                    ))
-                })
-                .optional()
-                .map_err(&e)?;
-            let start = format_rfc3339(r.start_time);
-            let end = r.end_time.map(format_rfc3339);
-            // The hour may already be taken by a row of its own: a heartbeat, or a record
-            // sent without aggregation. Then the event would be a duplicate.
-            let taken: Option<(i64, String)> = if found.is_none() {
-                taken_by
-                    .query_row(
-                        params![mp.as_str(), product, customer, r.dimension, hs],
-                        |x| Ok((x.get(0)?, x.get(1)?)),
-                    )
-                    .optional()
-                    .map_err(&e)?
-            } else {
-                None
-            };
-            match found {
-                None if taken.is_some() => {
-                    let (id, q) = taken.unwrap_or_default();
-                    out.push(Added::Closed {
-                        hour,
-                        record: Some(id),
-                        heartbeat: mp == Marketplace::Aws
-                            && Decimal::from_str(&q).is_ok_and(|q| q.is_zero()),
-                    });
-                }
-                None => {
-                    insert
-                        .execute(params![
-                            mp.as_str(),
-                            product,
-                            customer,
-                            metric,
-                            hs,
-                            format_rfc3339(hour),
-                            r.dimension,
-                            r.plan,
-                            r.quantity.normalize().to_string(),
-                            start,
-                            end,
-                            now
-                        ])
-                        .map_err(&e)?;
-                    out.push(Added::Open { hour });
-                }
-                Some((status, _, _, _, _, _, record)) if status != "open" => {
-                    out.push(Added::Closed {
-                        hour,
-                        record,
-                        heartbeat: false,
-                    });
-                }
-                Some((_, q, _, min_s, max_s, max_e, _)) => {
-                    let bad = |m: String| LedgerError::Corrupt {
-                        path: path.clone(),
-                        id: 0,
-                        message: format!("hourly_sums {} {hs}: {m}", r.product),
-                    };
-                    let q = Decimal::from_str(&q).map_err(|x| bad(format!("quantity: {x}")))?;
-                    let sum = q.saturating_add(r.quantity).normalize();
-                    let time = |s: &str| parse_rfc3339(s).map_err(|x| bad(format!("{s:?} {x}")));
-                    let min_s = time(&min_s)?.min(r.start_time);
-                    let max_s = time(&max_s)?.max(r.start_time);
-                    let max_e = match (max_e.as_deref().map(time).transpose()?, r.end_time) {
-                        (Some(a), Some(b)) => Some(a.max(b)),
-                        (a, b) => a.or(b),
-                    };
-                    update
-                        .execute(params![
-                            mp.as_str(),
-                            product,
-                            customer,
-                            metric,
-                            hs,
-                            sum.to_string(),
-                            format_rfc3339(min_s),
-                            format_rfc3339(max_s),
-                            max_e.map(format_rfc3339),
-                            now
-                        ])
-                        .map_err(&e)?;
-                    out.push(Added::Open { hour });
-                }
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Judges one event for an hourly sum, at `now`: every rule of the core (entitlement,

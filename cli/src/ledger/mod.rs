@@ -34,6 +34,7 @@
 //! (PostgreSQL) and applied in order by [`Ledger::open`].
 
 pub mod db;
+pub mod hourly;
 pub mod intake;
 pub mod observe;
 pub mod report;
