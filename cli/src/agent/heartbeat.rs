@@ -28,7 +28,6 @@
 use std::cell::RefCell;
 
 use chrono::{DateTime, Duration, Utc};
-use metergate_core::aggregate::metric_key;
 use metergate_core::heartbeat::heartbeats;
 use metergate_core::settings::Span;
 use metergate_core::time::{add, format_rfc3339, hour_floor};
