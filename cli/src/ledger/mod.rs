@@ -48,7 +48,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use metergate_core::time::{format_rfc3339, hour_floor, parse_rfc3339};
 use metergate_core::{HistoryEntry, Marketplace, UsageRecord};
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
@@ -1183,15 +1183,6 @@ impl Ledger {
             .unwrap_or(0))
     }
 
-    /// A SQLite write transaction (`BEGIN IMMEDIATE`) for code not yet converted to the
-    /// engine-neutral layer; on PostgreSQL [`LedgerError::NotYet`].
-    fn write_tx(&mut self) -> Result<Transaction<'_>, LedgerError> {
-        let path = self.path.clone();
-        self.connection()?
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|source| LedgerError::Sqlite { path, source })
-    }
-
     /// Writes records as `pending`, all in one transaction, before anything is sent. A key
     /// already in the ledger is left alone, unless its row ended `rejected`, `failed` or
     /// `expired`: then
@@ -1202,14 +1193,6 @@ impl Ledger {
         let out = enqueue_in(&tx, &path, rows)?;
         tx.commit().map_err(db_err(&path))?;
         Ok(out)
-    }
-
-    /// Starts a SQLite write transaction (`BEGIN IMMEDIATE`), for callers in this crate that
-    /// change ledger rows and their own tables in one step (the agent's hour closing and
-    /// heartbeats): a crash leaves either all of it or none. Not yet on PostgreSQL (use
-    /// [`Ledger::begin`]).
-    pub(crate) fn write_transaction(&mut self) -> Result<Transaction<'_>, LedgerError> {
-        self.write_tx()
     }
 
     /// Claims rows for one send call, in one transaction, right before the call that carries
