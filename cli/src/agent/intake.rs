@@ -443,6 +443,9 @@ struct Plan {
     key: Option<String>,
     /// The stored answer of an `Idempotency-Key` already held.
     replay: Option<Answer>,
+    /// The earlier request of this group (`plans[i]`) that claimed the same
+    /// `Idempotency-Key`: its answer, once written, is this one's.
+    same_key_as: Option<usize>,
     recs: std::ops::Range<usize>,
     not_stored: Vec<NotStored>,
 }
@@ -456,6 +459,10 @@ struct Group {
     items: Vec<Accepted>,
     /// The record ids this group stores, and the record (in `recs`) of each.
     ids: HashMap<String, usize>,
+    /// The `Idempotency-Key`s this group claimed, and the request (in `plans`) of each: a
+    /// claim is answered only when the group is, so a repeat inside the group must not read
+    /// the still-empty stored answer.
+    keys: HashMap<String, usize>,
     /// True when the session's dedup state may now differ from the ledger (a record it
     /// accepted was not stored): it is rebuilt before the next group.
     unsure: bool,
@@ -503,9 +510,17 @@ impl Group {
         tx: &IntakeTx<'_>,
         metrics: &crate::agent::metrics::Counters,
     ) -> Result<Vec<Answer>, AgentError> {
-        let mut answers = Vec::with_capacity(self.plans.len());
+        let mut answers: Vec<Answer> = Vec::with_capacity(self.plans.len());
         for p in self.plans.drain(..) {
             if let Some(a) = p.replay {
+                answers.push(a);
+                continue;
+            }
+            if let Some(first) = p.same_key_as.and_then(|i| answers.get(i)) {
+                let a = Answer {
+                    replayed: true,
+                    ..first.clone()
+                };
                 answers.push(a);
                 continue;
             }
@@ -568,6 +583,16 @@ impl Judge<'_, '_> {
     /// `Idempotency-Key` claim and its hourly events.
     fn plan(&mut self, req: Req, seq: u64, g: &mut Group) -> Result<(), AgentError> {
         if let Some(key) = &req.key {
+            if let Some(&first) = g.keys.get(key) {
+                g.plans.push(Plan {
+                    key: None,
+                    replay: None,
+                    same_key_as: Some(first),
+                    recs: 0..0,
+                    not_stored: Vec::new(),
+                });
+                return Ok(());
+            }
             if let Claim::Taken((status, body)) = self.tx.claim_request(key)? {
                 g.plans.push(Plan {
                     key: None,
@@ -576,11 +601,13 @@ impl Judge<'_, '_> {
                         body,
                         replayed: true,
                     }),
+                    same_key_as: None,
                     recs: 0..0,
                     not_stored: Vec::new(),
                 });
                 return Ok(());
             }
+            g.keys.insert(key.clone(), g.plans.len());
         }
         let first = g.recs.len();
         let mut not_stored = Vec::new();
@@ -682,6 +709,7 @@ impl Judge<'_, '_> {
         g.plans.push(Plan {
             key: req.key,
             replay: None,
+            same_key_as: None,
             recs: first..g.recs.len(),
             not_stored,
         });
