@@ -44,7 +44,8 @@ pub struct ValidatorArgs {
     /// The submission ledger: keys already sent count as duplicates, and its contract store
     /// gives the contracts when --contracts is not given (default: $METERGATE_LEDGER, else
     /// ./metergate-ledger.sqlite, for the contracts only).
-    #[arg(long, value_name = "PATH")]
+    /// A postgres:// or postgresql:// URL selects a PostgreSQL ledger shared by several agents.
+    #[arg(long, value_name = "PATH|URL")]
     pub ledger: Option<PathBuf>,
 }
 

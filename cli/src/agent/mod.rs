@@ -309,7 +309,11 @@ async fn serve(opts: ServeOptions, loaded: config::Loaded) -> Result<(), AgentEr
         let _ = writeln!(out, "metergate: listening on http://{addr}");
         let _ = out.flush();
     }
-    tracing::info!(%addr, ledger = %state.options.ledger.display(), "listening");
+    tracing::info!(
+        %addr,
+        ledger = %crate::ledger::db::mask_location(&state.options.ledger.to_string_lossy()),
+        "listening"
+    );
 
     let app = http::router(Arc::clone(&state));
     let served = axum::serve(listener, app)

@@ -28,7 +28,8 @@ use crate::submit::azure::AzureOptions;
 pub struct ContractsArgs {
     /// The ledger that holds the store (default: $METERGATE_LEDGER, else
     /// ./metergate-ledger.sqlite).
-    #[arg(long, value_name = "PATH", global = true)]
+    /// A postgres:// or postgresql:// URL selects a PostgreSQL ledger shared by several agents.
+    #[arg(long, value_name = "PATH|URL", global = true)]
     pub ledger: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]

@@ -31,7 +31,8 @@ pub struct DeadlinesArgs {
     pub contracts: Option<PathBuf>,
     /// The ledger (default: $METERGATE_LEDGER, else ./metergate-ledger.sqlite). When the
     /// file does not exist only contracts are listed.
-    #[arg(long, value_name = "PATH")]
+    /// A postgres:// or postgresql:// URL selects a PostgreSQL ledger shared by several agents.
+    #[arg(long, value_name = "PATH|URL")]
     pub ledger: Option<PathBuf>,
     /// Settings (TOML; .json also accepted), e.g. the AWS look-back profile.
     #[arg(long, value_name = "FILE")]
@@ -81,7 +82,7 @@ pub fn run(args: &DeadlinesArgs) -> Result<u8, CliError> {
     let mut lines = Vec::new();
 
     let path = ledger::resolve_path(args.ledger.as_deref());
-    if args.ledger.is_some() || path.exists() {
+    if args.ledger.is_some() || ledger::exists(&path) {
         let ledger = Ledger::open_existing(&path).map_err(ledger_err)?;
         for r in ledger.unfinished().map_err(ledger_err)? {
             let rec = r.usage_record();

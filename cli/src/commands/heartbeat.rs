@@ -35,7 +35,8 @@ pub struct HeartbeatArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// The ledger (default: $METERGATE_LEDGER, else ./metergate-ledger.sqlite).
-    #[arg(long, value_name = "PATH")]
+    /// A postgres:// or postgresql:// URL selects a PostgreSQL ledger shared by several agents.
+    #[arg(long, value_name = "PATH|URL")]
     pub ledger: Option<PathBuf>,
     /// Show the heartbeats; write nothing, send nothing.
     #[arg(long)]
@@ -69,7 +70,7 @@ pub fn run(args: &HeartbeatArgs) -> Result<u8, CliError> {
         None => hour_floor(setup.now) - chrono::Duration::hours(1),
     };
     let path = ledger::resolve_path(args.ledger.as_deref());
-    let mut ledger = if args.dry_run && !path.exists() {
+    let mut ledger = if args.dry_run && !ledger::exists(&path) {
         None
     } else {
         Some(Ledger::open(&path).map_err(ledger_err)?)

@@ -36,7 +36,8 @@ pub struct ImportCommon {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// The ledger (default: $METERGATE_LEDGER, else ./metergate-ledger.sqlite).
-    #[arg(long, value_name = "PATH")]
+    /// A postgres:// or postgresql:// URL selects a PostgreSQL ledger shared by several agents.
+    #[arg(long, value_name = "PATH|URL")]
     pub ledger: Option<PathBuf>,
     /// Read, judge and show what would be imported; write nothing, send nothing.
     #[arg(long)]
@@ -95,7 +96,7 @@ pub struct ImportArgs {
 
 fn open_ledger(common: &ImportCommon) -> Result<Ledger, CliError> {
     let path = ledger::resolve_path(common.ledger.as_deref());
-    if common.dry_run && !path.exists() {
+    if common.dry_run && !ledger::exists(&path) {
         // Nothing is written in a dry run, not even a new ledger file.
         return Ledger::open(std::path::Path::new(":memory:")).map_err(ledger_err);
     }

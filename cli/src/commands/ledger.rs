@@ -17,7 +17,8 @@ use crate::output::OutputFormat;
 #[derive(Clone, Debug, clap::Args)]
 pub struct LedgerArgs {
     /// The ledger (default: $METERGATE_LEDGER, else ./metergate-ledger.sqlite).
-    #[arg(long, value_name = "PATH", global = true)]
+    /// A postgres:// or postgresql:// URL selects a PostgreSQL ledger shared by several agents.
+    #[arg(long, value_name = "PATH|URL", global = true)]
     pub ledger: Option<PathBuf>,
     /// Contracts whose properties `list` and `export` show (default: the ledger's contract
     /// store).

@@ -5,7 +5,8 @@
 //! as stored — same timestamp, same quantity, same identity — and the marketplace's
 //! idempotency makes the re-send safe: AWS answers a repeat with the first record's result.
 //! Rows whose deadline has passed are ended without sending (a `pending` row `expired`, a
-//! `sending` row `failed`). `submit` does the same before sending new records.
+//! `sending` row `failed`). `submit` does the same before sending new records, but leaves alone
+//! rows another live sender holds under a lease; `resume` takes those over too.
 
 use std::path::PathBuf;
 
@@ -17,7 +18,8 @@ use crate::ledger::{self, Ledger};
 #[derive(Clone, Debug, clap::Args)]
 pub struct ResumeArgs {
     /// The ledger (default: $METERGATE_LEDGER, else ./metergate-ledger.sqlite).
-    #[arg(long, value_name = "PATH")]
+    /// A postgres:// or postgresql:// URL selects a PostgreSQL ledger shared by several agents.
+    #[arg(long, value_name = "PATH|URL")]
     pub ledger: Option<PathBuf>,
     /// Contracts, for post-cancellation deadlines (default: the ledger's contract store;
     /// without either only the look-back counts).
@@ -48,6 +50,9 @@ pub fn run(args: &ResumeArgs) -> Result<u8, CliError> {
     )?;
     let path = ledger::resolve_path(args.ledger.as_deref());
     let mut ledger = Ledger::open_existing(&path).map_err(ledger_err)?;
+    // Resuming is the operator's recovery: rows left `sending` are re-sent even when their
+    // sender's lease has not run out yet.
+    ledger.take_over_leases();
     if args.retry_failed {
         let n = ledger.requeue_failed().map_err(ledger_err)?;
         if n > 0 {

@@ -22,7 +22,8 @@ pub struct ServeArgs {
     pub config: Option<PathBuf>,
     /// The ledger (default: [serve] ledger, $METERGATE_LEDGER, else
     /// ./metergate-ledger.sqlite). Created when missing.
-    #[arg(long, value_name = "PATH")]
+    /// A postgres:// or postgresql:// URL selects a PostgreSQL ledger shared by several agents.
+    #[arg(long, value_name = "PATH|URL")]
     pub ledger: Option<PathBuf>,
     /// Contracts: a JSON array. Default: the ledger's contract store (`metergate contracts`).
     #[arg(long, value_name = "FILE")]

@@ -117,7 +117,8 @@ pub struct SubmitArgs {
     pub config: Option<PathBuf>,
     /// The ledger (default: $METERGATE_LEDGER, else ./metergate-ledger.sqlite). Created when
     /// missing.
-    #[arg(long, value_name = "PATH")]
+    /// A postgres:// or postgresql:// URL selects a PostgreSQL ledger shared by several agents.
+    #[arg(long, value_name = "PATH|URL")]
     pub ledger: Option<PathBuf>,
     /// Validate and show what would be sent; write nothing, send nothing.
     #[arg(long)]
@@ -243,7 +244,7 @@ pub fn run(args: &SubmitArgs) -> Result<u8, CliError> {
     )?;
     let path = ledger::resolve_path(args.ledger.as_deref());
     let mut ledger = if args.dry_run {
-        if path.exists() {
+        if ledger::exists(&path) {
             Some(Ledger::open(&path).map_err(ledger_err)?)
         } else {
             None
@@ -350,7 +351,7 @@ pub fn run(args: &SubmitArgs) -> Result<u8, CliError> {
         eprintln!(
             "metergate: dry run: {} records would be written to {} and sent in {} calls; {} unfinished ledger rows would be re-sent; nothing was written or sent",
             new_rows.len(),
-            path.display(),
+            ledger::display(&path),
             calls,
             waiting
         );

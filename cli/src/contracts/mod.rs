@@ -33,7 +33,7 @@ pub enum Origin {
 
 /// The contracts to judge with: `--contracts FILE` when given, else the contract store in the
 /// ledger (`ledger` flag, else `$METERGATE_LEDGER`, else the default file) when that file
-/// exists, else none.
+/// exists or the ledger is a PostgreSQL URL, else none.
 pub fn load(
     contracts: Option<&Path>,
     ledger_flag: Option<&Path>,
@@ -42,7 +42,7 @@ pub fn load(
         return Ok((config::load_contracts(p)?, Origin::File(p.to_path_buf())));
     }
     let path = ledger::resolve_path(ledger_flag);
-    if !path.exists() {
+    if !ledger::exists(&path) {
         return Ok((ContractSet::default(), Origin::None));
     }
     let mut store = Store::open_existing(&path).map_err(store_err)?;

@@ -1,4 +1,5 @@
-//! The contract store: the current contracts and every change to them, in the ledger file.
+//! The contract store: the current contracts and every change to them, in the ledger (its
+//! SQLite file or its PostgreSQL database).
 //!
 //! Two tables (schema version 2 of [`crate::ledger`]):
 //!
@@ -20,10 +21,10 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use metergate_core::time::{format_rfc3339, parse_rfc3339};
 use metergate_core::{Contract, ContractSet, Marketplace};
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 
-use crate::ledger::{Ledger, LedgerError};
+use crate::ledger::db::{DbError, Engine, Exec};
+use crate::ledger::{db_err, Ledger, LedgerError};
 
 /// What caused a change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -175,35 +176,38 @@ impl Store {
     /// Every stored contract, in the order they were first stored.
     pub fn all(&mut self) -> Result<Vec<Stored>, StoreError> {
         let path = self.path();
-        let e = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
+        let e = store_err(&path);
+        let order = match self.ledger.engine() {
+            Engine::Sqlite => "rowid",
+            Engine::Postgres => "seq",
         };
-        let conn = self.ledger.connection();
-        let mut stmt = conn
-            .prepare(
-                "SELECT marketplace, product, customer, contract, state_at, updated_at \
-                 FROM contracts ORDER BY rowid",
+        let rows = self
+            .ledger
+            .db()
+            .query(
+                &format!(
+                    "SELECT marketplace, product, customer, contract, state_at, updated_at \
+                     FROM contracts ORDER BY {order}"
+                ),
+                &[],
             )
-            .map_err(e)?;
-        let rows = stmt
-            .query_map([], |r| {
+            .map_err(&e)?;
+        let mut out = Vec::new();
+        for r in rows {
+            let read = || -> Result<(String, String, Option<String>, String), DbError> {
                 Ok((
                     format!(
                         "{}/{}/{}",
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?
+                        r.get::<String>(0)?,
+                        r.get::<String>(1)?,
+                        r.get::<String>(2)?
                     ),
-                    r.get::<_, String>(3)?,
-                    r.get::<_, Option<String>>(4)?,
-                    r.get::<_, String>(5)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
                 ))
-            })
-            .map_err(e)?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (key, json, state_at, updated_at) = row.map_err(e)?;
+            };
+            let (key, json, state_at, updated_at) = read().map_err(&e)?;
             let bad = |message: String| StoreError::Corrupt {
                 path: path.clone(),
                 key: key.clone(),
@@ -237,14 +241,19 @@ impl Store {
     /// True when an event with this key is already in the history.
     pub fn has_event(&mut self, key: &str) -> Result<bool, StoreError> {
         let path = self.path();
-        self.ledger
-            .connection()
-            .query_row(
+        let e = store_err(&path);
+        Ok(self
+            .ledger
+            .db()
+            .query_opt(
                 "SELECT EXISTS (SELECT 1 FROM contract_history WHERE event_key = ?1)",
-                [key],
-                |r| r.get::<_, bool>(0),
+                &[&key],
             )
-            .map_err(|source| StoreError::Sqlite { path, source })
+            .map_err(&e)?
+            .map(|r| r.get::<bool>(0))
+            .transpose()
+            .map_err(&e)?
+            .unwrap_or(false))
     }
 
     /// Writes changes, all in one transaction, after checking that the store they leave is
@@ -275,25 +284,29 @@ impl Store {
             .map_err(|e| StoreError::Invalid(format!("the change is refused: {e}")))?;
 
         let path = self.path();
-        let e = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let e = store_err(&path);
         let now = format_rfc3339(Utc::now());
-        let conn = self.ledger.connection();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(e)?;
+        let tx = self.ledger.begin()?;
         let mut changed = 0;
-        {
-            let mut find = tx
-                .prepare_cached(
+        for w in writes {
+            let c = &w.contract;
+            let new_json = to_json(c);
+            let current: Option<String> = tx
+                .query_opt(
                     "SELECT contract FROM contracts WHERE marketplace = ?1 AND product = ?2 \
                      AND customer = ?3",
+                    &[&c.marketplace.as_str(), &c.product, &c.customer],
                 )
-                .map_err(e)?;
-            let mut upsert = tx
-                .prepare_cached(
+                .map_err(&e)?
+                .map(|r| r.get(0))
+                .transpose()
+                .map_err(&e)?;
+            if w.applied && current.as_deref() != Some(new_json.as_str()) {
+                let marketplace_id = c.marketplace_id.as_deref().or(match c.marketplace {
+                    Marketplace::Azure => c.resource_id.as_deref(),
+                    _ => None,
+                });
+                tx.execute(
                     "INSERT INTO contracts (marketplace, product, customer, marketplace_id, \
                      status, contract, state_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
                      ON CONFLICT (marketplace, product, customer) DO UPDATE SET \
@@ -301,98 +314,78 @@ impl Store {
                      contract = excluded.contract, \
                      state_at = COALESCE(excluded.state_at, contracts.state_at), \
                      updated_at = excluded.updated_at",
+                    &[
+                        &c.marketplace.as_str(),
+                        &c.product,
+                        &c.customer,
+                        &marketplace_id,
+                        &c.status.as_str(),
+                        &new_json,
+                        &w.state_at.map(format_rfc3339),
+                        &now,
+                    ],
                 )
-                .map_err(e)?;
-            let mut log = tx
-                .prepare_cached(
+                .map_err(&e)?;
+                changed += 1;
+            } else if w.applied {
+                if let Some(t) = w.state_at {
+                    tx.execute(
+                        "UPDATE contracts SET state_at = ?4 WHERE marketplace = ?1 AND \
+                         product = ?2 AND customer = ?3",
+                        &[
+                            &c.marketplace.as_str(),
+                            &c.product,
+                            &c.customer,
+                            &format_rfc3339(t),
+                        ],
+                    )
+                    .map_err(&e)?;
+                }
+            }
+            let effective = w.applied && current.as_deref() != Some(new_json.as_str());
+            if effective || w.event_key.is_some() {
+                tx.execute(
                     "INSERT INTO contract_history (at, cause, marketplace, product, customer, \
                      previous, new, applied, event_key, event_time, detail) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    &[
+                        &now,
+                        &cause.as_str(),
+                        &c.marketplace.as_str(),
+                        &c.product,
+                        &c.customer,
+                        &w.previous.as_ref().map(to_json),
+                        &effective.then(|| new_json.clone()),
+                        &effective,
+                        &w.event_key,
+                        &w.event_time.map(format_rfc3339),
+                        &w.detail,
+                    ],
                 )
-                .map_err(e)?;
-            for w in writes {
-                let c = &w.contract;
-                let new_json = to_json(c);
-                let current: Option<String> = find
-                    .query_row(
-                        params![c.marketplace.as_str(), c.product, c.customer],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(e)?;
-                if w.applied && current.as_deref() != Some(new_json.as_str()) {
-                    upsert
-                        .execute(params![
-                            c.marketplace.as_str(),
-                            c.product,
-                            c.customer,
-                            c.marketplace_id.as_deref().or(match c.marketplace {
-                                Marketplace::Azure => c.resource_id.as_deref(),
-                                _ => None,
-                            }),
-                            c.status.as_str(),
-                            new_json,
-                            w.state_at.map(format_rfc3339),
-                            now,
-                        ])
-                        .map_err(e)?;
-                    changed += 1;
-                } else if w.applied {
-                    if let Some(t) = w.state_at {
-                        tx.execute(
-                            "UPDATE contracts SET state_at = ?4 WHERE marketplace = ?1 AND \
-                             product = ?2 AND customer = ?3",
-                            params![
-                                c.marketplace.as_str(),
-                                c.product,
-                                c.customer,
-                                format_rfc3339(t)
-                            ],
-                        )
-                        .map_err(e)?;
-                    }
-                }
-                let effective = w.applied && current.as_deref() != Some(new_json.as_str());
-                if effective || w.event_key.is_some() {
-                    log.execute(params![
-                        now,
-                        cause.as_str(),
-                        c.marketplace.as_str(),
-                        c.product,
-                        c.customer,
-                        w.previous.as_ref().map(to_json),
-                        effective.then(|| new_json.clone()),
-                        effective,
-                        w.event_key,
-                        w.event_time.map(format_rfc3339),
-                        w.detail,
-                    ])
-                    .map_err(e)?;
-                }
+                .map_err(&e)?;
             }
         }
-        tx.commit().map_err(e)?;
+        tx.commit().map_err(&e)?;
         Ok(changed)
     }
 
     /// History rows, oldest first, optionally of one customer.
     pub fn history(&mut self, customer: Option<&str>) -> Result<Vec<HistoryRow>, StoreError> {
         let path = self.path();
-        let e = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let conn = self.ledger.connection();
-        let mut stmt = conn
-            .prepare(
+        let e = store_err(&path);
+        let rows = self
+            .ledger
+            .db()
+            .query(
                 "SELECT id, at, cause, marketplace, product, customer, previous, new, applied, \
                  event_key, event_time, detail FROM contract_history \
-                 WHERE ?1 IS NULL OR customer = ?1 ORDER BY id",
+                 WHERE CAST(?1 AS TEXT) IS NULL OR customer = ?1 ORDER BY id",
+                &[&customer],
             )
-            .map_err(e)?;
-        let rows = stmt
-            .query_map([customer], |r| {
-                let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
+            .map_err(&e)?;
+        let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
+        rows.iter()
+            .map(|r| {
                 Ok(HistoryRow {
                     id: r.get(0)?,
                     at: r.get(1)?,
@@ -408,8 +401,19 @@ impl Store {
                     detail: r.get(11)?,
                 })
             })
-            .map_err(e)?;
-        let out = rows.collect::<Result<Vec<_>, _>>().map_err(e)?;
-        Ok(out)
+            .collect::<Result<Vec<_>, DbError>>()
+            .map_err(&e)
+    }
+}
+
+/// A database error as a store error: SQLite's keep [`StoreError::Sqlite`], others go through
+/// the ledger's (with the location masked).
+fn store_err(path: &str) -> impl Fn(DbError) -> StoreError + '_ {
+    move |e| match e {
+        DbError::Sqlite(source) => StoreError::Sqlite {
+            path: path.to_owned(),
+            source,
+        },
+        other => StoreError::Ledger(db_err(path)(other)),
     }
 }

@@ -29,13 +29,13 @@ use metergate_core::model::Field;
 use metergate_core::money;
 use metergate_core::time::{format_rfc3339, parse_rfc3339};
 use metergate_core::{Marketplace, Validator};
-use rusqlite::params;
 use rust_decimal::Decimal;
 
 use super::{cost_dimension, CostReading, ImportReport, Platform};
 use crate::error::CliError;
 use crate::input::{InputFormat, InputPath, RecordReader};
-use crate::ledger::{Ledger, LedgerError};
+use crate::ledger::db::Exec;
+use crate::ledger::{db_err, Ledger, LedgerError};
 
 /// The property a `customer` column may also match.
 pub const INTERNAL_ID_PROPERTY: &str = "internal_customer_identifier";
@@ -385,26 +385,19 @@ fn stored_periods(
     c: &Contract,
 ) -> Result<BTreeMap<String, Decimal>, LedgerError> {
     let path = ledger.path().to_owned();
-    let e = |source| LedgerError::Sqlite {
-        path: path.clone(),
-        source,
-    };
-    let conn = ledger.connection();
-    let mut stmt = conn
-        .prepare_cached(
+    let e = db_err(&path);
+    let rows = ledger
+        .db()
+        .query(
             "SELECT period_end, amount FROM cost_periods WHERE marketplace = ?1 \
              AND product = ?2 AND customer = ?3",
+            &[&c.marketplace.as_str(), &c.product, &c.customer],
         )
-        .map_err(e)?;
-    let rows = stmt
-        .query_map(
-            params![c.marketplace.as_str(), c.product, c.customer],
-            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
-        )
-        .map_err(e)?;
+        .map_err(&e)?;
     let mut out = BTreeMap::new();
     for r in rows {
-        let (pe, a) = r.map_err(e)?;
+        let pe: String = r.get(0).map_err(&e)?;
+        let a: String = r.get(1).map_err(&e)?;
         let a = Decimal::from_str(&a).map_err(|err| LedgerError::Corrupt {
             path: path.clone(),
             id: 0,
@@ -422,12 +415,9 @@ fn save_periods(
     file: &str,
 ) -> Result<(), LedgerError> {
     let path = ledger.path().to_owned();
-    let e = |source| LedgerError::Sqlite {
-        path: path.clone(),
-        source,
-    };
+    let e = db_err(&path);
     let now = format_rfc3339(Utc::now());
-    let tx = ledger.connection().transaction().map_err(e)?;
+    let tx = ledger.begin()?;
     for (pe, (amount, currency, line)) in periods {
         tx.execute(
             "INSERT INTO cost_periods (marketplace, product, customer, period_end, amount, \
@@ -435,20 +425,20 @@ fn save_periods(
              ON CONFLICT (marketplace, product, customer, period_end) DO UPDATE SET \
              amount = excluded.amount, currency = excluded.currency, source = excluded.source, \
              imported_at = excluded.imported_at",
-            params![
-                c.marketplace.as_str(),
-                c.product,
-                c.customer,
+            &[
+                &c.marketplace.as_str(),
+                &c.product,
+                &c.customer,
                 pe,
-                amount.normalize().to_string(),
+                &amount.normalize().to_string(),
                 currency,
-                format!("{file}:{line}"),
-                now
+                &format!("{file}:{line}"),
+                &now,
             ],
         )
-        .map_err(e)?;
+        .map_err(&e)?;
     }
-    tx.commit().map_err(e)
+    tx.commit().map_err(&e)
 }
 
 /// Imports a cost file: reads it, merges its periods into the stored ones (unless

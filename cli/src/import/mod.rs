@@ -37,11 +37,11 @@ use metergate_core::contract::{Contract, ContractId, Dimension};
 use metergate_core::money::{self, CostSplit};
 use metergate_core::time::{add, format_rfc3339, hour_floor};
 use metergate_core::{Marketplace, RawRecord, UsageRecord, Validator, VerdictKind};
-use rusqlite::{params, OptionalExtension};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use crate::ledger::{Enqueued, Ledger, LedgerError, NewRow};
+use crate::ledger::db::Exec;
+use crate::ledger::{db_err, Enqueued, Ledger, LedgerError, NewRow};
 
 /// The contract property that names the dimension costs are billed on, when a contract has
 /// more than one dimension with a `price`.
@@ -232,33 +232,26 @@ pub fn imported_quantity(
     dimension: &str,
 ) -> Result<Decimal, LedgerError> {
     let path = ledger.path().to_owned();
-    let e = |source| LedgerError::Sqlite {
-        path: path.clone(),
-        source,
-    };
-    let conn = ledger.connection();
-    let mut stmt = conn
-        .prepare_cached(
+    let e = db_err(&path);
+    let rows = ledger
+        .db()
+        .query(
             "SELECT id, quantity FROM records WHERE marketplace = ?1 AND product = ?2 \
-             AND customer = ?3 AND dimension = ?4 AND substr(source, 1, length(?5)) = ?5 \
-             AND status != 'rejected'",
-        )
-        .map_err(e)?;
-    let rows = stmt
-        .query_map(
-            params![
-                c.marketplace.as_str(),
-                c.product,
-                c.customer,
-                dimension,
-                source_prefix(platform)
+             AND customer = ?3 AND dimension = ?4 \
+             AND substr(source, 1, length(CAST(?5 AS TEXT))) = ?5 AND status != 'rejected'",
+            &[
+                &c.marketplace.as_str(),
+                &c.product,
+                &c.customer,
+                &dimension,
+                &source_prefix(platform),
             ],
-            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
         )
-        .map_err(e)?;
+        .map_err(&e)?;
     let mut sum = Decimal::ZERO;
     for row in rows {
-        let (id, q) = row.map_err(e)?;
+        let id: i64 = row.get(0).map_err(&e)?;
+        let q: String = row.get(1).map_err(&e)?;
         let q = Decimal::from_str(&q).map_err(|err| LedgerError::Corrupt {
             path: path.clone(),
             id,
@@ -295,29 +288,31 @@ pub fn import_state(
     c: &Contract,
 ) -> Result<Option<ImportState>, LedgerError> {
     let path = ledger.path().to_owned();
-    ledger
-        .connection()
-        .query_row(
+    let e = db_err(&path);
+    let row = ledger
+        .db()
+        .query_opt(
             "SELECT reference, since, currency, last_total, last_at FROM cost_imports \
              WHERE platform = ?1 AND marketplace = ?2 AND product = ?3 AND customer = ?4",
-            params![
-                platform.as_str(),
-                c.marketplace.as_str(),
-                c.product,
-                c.customer
+            &[
+                &platform.as_str(),
+                &c.marketplace.as_str(),
+                &c.product,
+                &c.customer,
             ],
-            |r| {
-                Ok(ImportState {
-                    reference: r.get(0)?,
-                    since: r.get(1)?,
-                    currency: r.get(2)?,
-                    last_total: r.get(3)?,
-                    last_at: r.get(4)?,
-                })
-            },
         )
-        .optional()
-        .map_err(|source| LedgerError::Sqlite { path, source })
+        .map_err(&e)?;
+    row.map(|r| {
+        Ok(ImportState {
+            reference: r.get(0)?,
+            since: r.get(1)?,
+            currency: r.get(2)?,
+            last_total: r.get(3)?,
+            last_at: r.get(4)?,
+        })
+    })
+    .transpose()
+    .map_err(&e)
 }
 
 fn save_state(
@@ -330,27 +325,27 @@ fn save_state(
 ) -> Result<(), LedgerError> {
     let path = ledger.path().to_owned();
     ledger
-        .connection()
+        .db()
         .execute(
             "INSERT INTO cost_imports (platform, marketplace, product, customer, reference, \
              since, currency, last_total, last_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
              ON CONFLICT (platform, marketplace, product, customer) DO UPDATE SET \
              reference = excluded.reference, currency = excluded.currency, \
              last_total = excluded.last_total, last_at = excluded.last_at",
-            params![
-                platform.as_str(),
-                c.marketplace.as_str(),
-                c.product,
-                c.customer,
-                reading.reference,
-                since,
-                reading.currency,
-                reading.total.normalize().to_string(),
-                format_rfc3339(now)
+            &[
+                &platform.as_str(),
+                &c.marketplace.as_str(),
+                &c.product,
+                &c.customer,
+                &reading.reference,
+                &since,
+                &reading.currency,
+                &reading.total.normalize().to_string(),
+                &format_rfc3339(now),
             ],
         )
         .map(|_| ())
-        .map_err(|source| LedgerError::Sqlite { path, source })
+        .map_err(db_err(&path))
 }
 
 fn line(c: &Contract, reference: &str) -> ContractImport {

@@ -1,13 +1,14 @@
 //! Read-only queries for the agent's metrics, alerts and status page (`metergate serve`):
 //! counts by state, the oldest unfinished row, the last usage per contract, and the status
-//! page's filtered, paginated rows. Each is one cheap SQL statement; none writes.
+//! page's filtered, paginated rows. Each is one cheap SQL statement, the same on SQLite and
+//! PostgreSQL; none writes.
 
 use chrono::{DateTime, Utc};
 use metergate_core::time::parse_rfc3339;
 use metergate_core::Marketplace;
-use rusqlite::params_from_iter;
 use serde::Serialize;
 
+use super::db::{DbError, Exec, Row, ToValue, Value};
 use super::{Ledger, LedgerError, LedgerRow, COLUMNS};
 
 /// The statuses a row can hold that are still to be sent.
@@ -164,11 +165,10 @@ fn like_pattern(q: &str) -> String {
 
 impl RowQuery {
     /// The `WHERE` clause (starting with ` WHERE 1 = 1`) and its arguments.
-    fn clause(&self) -> (String, Vec<rusqlite::types::Value>) {
-        use rusqlite::types::Value as V;
+    fn clause(&self) -> (String, Vec<Value>) {
         let mut sql = String::from(" WHERE 1 = 1");
-        let mut args: Vec<V> = Vec::new();
-        let push = |sql: &mut String, args: &mut Vec<V>, frag: &str, v: V| {
+        let mut args: Vec<Value> = Vec::new();
+        let push = |sql: &mut String, args: &mut Vec<Value>, frag: &str, v: Value| {
             args.push(v);
             sql.push_str(&frag.replace('?', &format!("?{}", args.len())));
         };
@@ -177,14 +177,14 @@ impl RowQuery {
                 &mut sql,
                 &mut args,
                 " AND marketplace = ?",
-                V::Text(m.as_str().into()),
+                m.as_str().into(),
             );
         }
         if let Some(p) = &self.product {
-            push(&mut sql, &mut args, " AND product = ?", V::Text(p.clone()));
+            push(&mut sql, &mut args, " AND product = ?", p.clone().into());
         }
         if let Some(c) = &self.customer {
-            push(&mut sql, &mut args, " AND customer = ?", V::Text(c.clone()));
+            push(&mut sql, &mut args, " AND customer = ?", c.clone().into());
         }
         if let Some(v) = self.view {
             let words: Vec<String> = v.statuses().iter().map(|s| format!("'{s}'")).collect();
@@ -195,92 +195,91 @@ impl RowQuery {
                 &mut sql,
                 &mut args,
                 " AND start_secs >= ?",
-                V::Integer(t.timestamp()),
+                t.timestamp().into(),
             );
         }
         if let Some(t) = self.until {
             let secs = t.timestamp() + i64::from(t.timestamp_subsec_nanos() > 0);
-            push(&mut sql, &mut args, " AND start_secs < ?", V::Integer(secs));
+            push(&mut sql, &mut args, " AND start_secs < ?", secs.into());
         }
         if let Some(q) = self.q.as_deref().filter(|q| !q.is_empty()) {
-            args.push(V::Text(like_pattern(q)));
+            args.push(like_pattern(q).into());
             let n = args.len();
+            // SQLite's LIKE ignores ASCII case, PostgreSQL's does not: lower both sides.
+            let like = |col: &str| format!("LOWER({col}) LIKE LOWER(?{n}) ESCAPE '\\'");
             sql.push_str(&format!(
-                " AND (customer LIKE ?{n} ESCAPE '\\' OR product LIKE ?{n} ESCAPE '\\' \
-                 OR dimension LIKE ?{n} ESCAPE '\\' OR record_id LIKE ?{n} ESCAPE '\\' \
-                 OR answer LIKE ?{n} ESCAPE '\\' OR reason LIKE ?{n} ESCAPE '\\')"
+                " AND ({} OR {} OR {} OR {} OR {} OR {})",
+                like("customer"),
+                like("product"),
+                like("dimension"),
+                like("record_id"),
+                like("answer"),
+                like("reason")
             ));
         }
         (sql, args)
     }
 }
 
+fn count(n: i64) -> u64 {
+    n.max(0) as u64
+}
+
+fn refs(args: &[Value]) -> Vec<&dyn ToValue> {
+    args.iter().map(|v| v as &dyn ToValue).collect()
+}
+
 impl Ledger {
+    fn rows_of(&self, sql: &str, args: &[&dyn ToValue]) -> Result<Vec<Row>, LedgerError> {
+        self.db.query(sql, args).map_err(self.err())
+    }
+
     /// Row counts per marketplace and stored status word (only pairs that have rows).
     pub fn counts_by_marketplace(&self) -> Result<Vec<(String, String, u64)>, LedgerError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT marketplace, status, COUNT(*) FROM records GROUP BY marketplace, status",
-            )
-            .map_err(self.err())?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64))
-            })
-            .map_err(self.err())?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
+        self.rows_of(
+            "SELECT marketplace, status, COUNT(*) FROM records GROUP BY marketplace, status",
+            &[],
+        )?
+        .iter()
+        .map(|r| Ok((r.get(0)?, r.get(1)?, count(r.get(2)?))))
+        .collect::<Result<Vec<_>, DbError>>()
+        .map_err(self.err())
     }
 
     /// Finished rows that did not go through (every status but `accepted`, `pending` and
     /// `sending`), counted per marketplace, status and answer code (the marketplace's code,
     /// or `metergate` when metergate decided).
     pub fn counts_by_answer(&self) -> Result<Vec<(String, String, String, u64)>, LedgerError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT marketplace, status, COALESCE(answer, ''), COUNT(*) FROM records \
-                 WHERE status NOT IN ('pending', 'sending', 'accepted') \
-                 GROUP BY marketplace, status, answer",
-            )
-            .map_err(self.err())?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get::<_, i64>(3)?.max(0) as u64,
-                ))
-            })
-            .map_err(self.err())?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
+        self.rows_of(
+            "SELECT marketplace, status, COALESCE(answer, ''), COUNT(*) FROM records \
+             WHERE status NOT IN ('pending', 'sending', 'accepted') \
+             GROUP BY marketplace, status, answer",
+            &[],
+        )?
+        .iter()
+        .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, count(r.get(3)?))))
+        .collect::<Result<Vec<_>, DbError>>()
+        .map_err(self.err())
     }
 
     /// Per marketplace: how many rows are unfinished (`pending` or `sending`) and when the
     /// oldest of them was written.
     pub fn unfinished_by_marketplace(&self) -> Result<Vec<Unfinished>, LedgerError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!(
+        let rows = self.rows_of(
+            &format!(
                 "SELECT marketplace, COUNT(*), \
                  (SELECT created_at FROM records r2 WHERE r2.marketplace = records.marketplace \
                   AND r2.status IN {UNFINISHED} ORDER BY r2.id LIMIT 1) \
                  FROM records WHERE status IN {UNFINISHED} GROUP BY marketplace"
-            ))
-            .map_err(self.err())?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?.max(0) as u64,
-                    r.get::<_, Option<String>>(2)?,
-                ))
-            })
-            .map_err(self.err())?;
+            ),
+            &[],
+        )?;
         let mut out = Vec::new();
-        for row in rows {
-            let (m, n, at) = row.map_err(self.err())?;
+        for r in rows {
+            let read = || -> Result<(String, u64, Option<String>), DbError> {
+                Ok((r.get(0)?, count(r.get(1)?), r.get(2)?))
+            };
+            let (m, n, at) = read().map_err(self.err())?;
             out.push((m, n, at.and_then(|t| parse_rfc3339(&t).ok())));
         }
         Ok(out)
@@ -288,13 +287,17 @@ impl Ledger {
 
     /// For each contract (marketplace, product, customer) with unfinished rows, its
     /// unfinished row with the earliest usage start: the one whose deadline comes first
-    /// (a deadline never comes earlier for a later start of the same contract).
+    /// (a deadline never comes earlier for a later start of the same contract). Ties go to
+    /// the older row; contracts come in (marketplace, product, customer) order.
     pub fn earliest_unfinished_per_contract(&self) -> Result<Vec<LedgerRow>, LedgerError> {
-        // SQLite returns the bare columns of the row that holds the MIN().
+        // A window over the unfinished rows only: portable to both engines, and it reads no
+        // finished row.
         self.query(
             &format!(
-                "SELECT {COLUMNS}, MIN(start_secs) FROM records WHERE status IN {UNFINISHED} \
-                 GROUP BY marketplace, product, customer"
+                "SELECT {COLUMNS} FROM (SELECT {COLUMNS}, ROW_NUMBER() OVER \
+                 (PARTITION BY marketplace, product, customer ORDER BY start_secs, id) AS rn \
+                 FROM records WHERE status IN {UNFINISHED}) AS firsts WHERE rn = 1 \
+                 ORDER BY marketplace, product, customer"
             ),
             &[],
         )
@@ -306,33 +309,31 @@ impl Ledger {
     pub fn last_usage_per_contract(
         &self,
     ) -> Result<Vec<(String, String, String, i64)>, LedgerError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!(
+        self.rows_of(
+            &format!(
                 "SELECT marketplace, product, customer, MAX(start_secs) FROM records \
                  WHERE status IN {COUNTED} AND quantity NOT IN ('0', '-0') \
                  GROUP BY marketplace, product, customer"
-            ))
-            .map_err(self.err())?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-            .map_err(self.err())?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
+            ),
+            &[],
+        )?
+        .iter()
+        .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .collect::<Result<Vec<_>, DbError>>()
+        .map_err(self.err())
     }
 
     /// Every (marketplace, product) pair in the ledger, sorted: the status page's filter
     /// choices.
     pub fn products(&self) -> Result<Vec<(String, String)>, LedgerError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT DISTINCT marketplace, product FROM records ORDER BY marketplace, product",
-            )
-            .map_err(self.err())?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(self.err())?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
+        self.rows_of(
+            "SELECT DISTINCT marketplace, product FROM records ORDER BY marketplace, product",
+            &[],
+        )?
+        .iter()
+        .map(|r| Ok((r.get(0)?, r.get(1)?)))
+        .collect::<Result<Vec<_>, DbError>>()
+        .map_err(self.err())
     }
 
     /// The status page's rows: newest first, `limit` from `offset`, and how many match.
@@ -344,23 +345,24 @@ impl Ledger {
     ) -> Result<(u64, Vec<LedgerRow>), LedgerError> {
         let (clause, args) = q.clause();
         let total: i64 = self
-            .conn
-            .prepare_cached(&format!("SELECT COUNT(*) FROM records{clause}"))
-            .and_then(|mut s| s.query_row(params_from_iter(args.iter()), |r| r.get(0)))
-            .map_err(self.err())?;
+            .rows_of(
+                &format!("SELECT COUNT(*) FROM records{clause}"),
+                &refs(&args),
+            )?
+            .first()
+            .map(|r| r.get(0))
+            .transpose()
+            .map_err(self.err())?
+            .unwrap_or(0);
         let mut args = args;
-        args.push(rusqlite::types::Value::Integer(i64::from(limit)));
-        args.push(rusqlite::types::Value::Integer(
-            i64::try_from(offset).unwrap_or(i64::MAX),
-        ));
+        args.push(i64::from(limit).into());
+        args.push(i64::try_from(offset).unwrap_or(i64::MAX).into());
         let n = args.len();
         let sql = format!(
             "SELECT {COLUMNS} FROM records{clause} ORDER BY id DESC LIMIT ?{} OFFSET ?{n}",
             n - 1
         );
-        let refs: Vec<&dyn rusqlite::ToSql> =
-            args.iter().map(|v| v as &dyn rusqlite::ToSql).collect();
-        Ok((total.max(0) as u64, self.query(&sql, &refs)?))
+        Ok((count(total), self.query(&sql, &refs(&args))?))
     }
 
     /// The status page's summary: per contract (marketplace, product, customer) the rows in
@@ -373,31 +375,30 @@ impl Ledger {
         limit: usize,
     ) -> Result<(Vec<GroupCounts>, GroupCounts, bool), LedgerError> {
         let (clause, args) = q.clause();
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!(
+        let rows = self.rows_of(
+            &format!(
                 "SELECT marketplace, product, customer, status, COUNT(*), MAX(start_secs) \
                  FROM records{clause} GROUP BY marketplace, product, customer, status \
                  ORDER BY marketplace, product, customer"
-            ))
-            .map_err(self.err())?;
-        let rows = stmt
-            .query_map(params_from_iter(args.iter()), |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, i64>(4)?.max(0) as u64,
-                    r.get::<_, Option<i64>>(5)?,
-                ))
-            })
-            .map_err(self.err())?;
+            ),
+            &refs(&args),
+        )?;
         let mut out: Vec<GroupCounts> = Vec::new();
         let mut totals = GroupCounts::default();
         let mut more = false;
-        for row in rows {
-            let (m, p, c, status, n, last) = row.map_err(self.err())?;
+        for r in rows {
+            type Group = (String, String, String, String, u64, Option<i64>);
+            let read = || -> Result<Group, DbError> {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    count(r.get(4)?),
+                    r.get(5)?,
+                ))
+            };
+            let (m, p, c, status, n, last) = read().map_err(self.err())?;
             totals.add(View::of_status(&status), n);
             if more {
                 continue;

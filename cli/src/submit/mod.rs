@@ -346,8 +346,21 @@ fn send_chunk<S: MarketplaceSender + ?Sized>(
     let mut last = (String::new(), String::new());
     while !todo.is_empty() {
         attempt += 1;
-        let ids: Vec<i64> = todo.iter().map(|r| r.id).collect();
-        ledger.claim(&ids)?;
+        let wanted: Vec<i64> = todo.iter().map(|r| r.id).collect();
+        // Only the rows this sender claimed go out: another agent on the same ledger may hold
+        // (or have ended) the others.
+        let ids = ledger.claim(&wanted)?;
+        if ids.len() < wanted.len() {
+            log(&format!(
+                "product {product}: {} of {} records are held or ended by another sender; leaving them to it",
+                wanted.len() - ids.len(),
+                wanted.len()
+            ));
+            todo.retain(|r| ids.contains(&r.id));
+            if todo.is_empty() {
+                break;
+            }
+        }
         limiter.acquire();
         stats.calls += 1;
         let started = std::time::Instant::now();
@@ -507,8 +520,9 @@ pub fn late_outcome(row: &LedgerRow, was_sent: bool, d: &window::Deadline) -> Ou
 /// Ends, without sending, the unfinished rows whose deadline has passed: a `pending` row is
 /// `expired` (it never left), a `sending` row is `failed` (it may or may not have landed);
 /// see [`late_outcome`]. Sending them would only earn a refusal, and on AWS one late
-/// timestamp refuses the whole call. Returns the rows still worth sending and the number
-/// ended.
+/// timestamp refuses the whole call. Rows another live sender holds
+/// ([`Ledger::held_elsewhere`]) are left to it: neither ended nor returned. Returns the rows
+/// still worth sending and the number ended.
 pub fn expire_late(
     ledger: &mut Ledger,
     rows: Vec<LedgerRow>,
@@ -518,7 +532,14 @@ pub fn expire_late(
 ) -> Result<(Vec<LedgerRow>, usize), LedgerError> {
     let mut keep = Vec::with_capacity(rows.len());
     let mut ended = Vec::new();
-    for r in rows {
+    // Rows another live sender holds are its to send or end.
+    let sending: Vec<i64> = rows
+        .iter()
+        .filter(|r| r.status == Status::Sending)
+        .map(|r| r.id)
+        .collect();
+    let held = ledger.held_elsewhere(&sending)?;
+    for r in rows.into_iter().filter(|r| !held.contains(&r.id)) {
         let d = row_deadline(&r, contracts, settings, now);
         if d.hard && d.at < now {
             ended.push((r.id, late_outcome(&r, false, &d)));
