@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the tests need, on a fresh machine or an old one: the wasm target,
-# wasm-bindgen-cli at the version Cargo.lock pins, npm packages, Chromium, and moto.
+# wasm-bindgen-cli at the version Cargo.lock pins, npm packages, Chromium, PostgreSQL, and moto.
 # Idempotent: each step checks first and does nothing when the tool is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +47,21 @@ if ! command -v openssl >/dev/null 2>&1; then
   fi
 fi
 openssl version
+
+step "PostgreSQL (the shared-ledger tests start a throwaway cluster with initdb)"
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  fi
+fi
+# PostgreSQL refuses to run as root: as root, the tests run the cluster as this user.
+if [ "$(id -u)" = 0 ] && ! id -u metergate-pg >/dev/null 2>&1; then
+  useradd -r -M -d /nonexistent -s /usr/sbin/nologin metergate-pg
+fi
+pgbin=$(command -v initdb >/dev/null 2>&1 && dirname "$(readlink -f "$(command -v initdb)")" || ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+"$pgbin/postgres" --version
 
 step "moto (AWS peer), into .peers/moto"
 if [ ! -f .peers/moto/moto/__init__.py ]; then

@@ -3,7 +3,14 @@
 //!
 //! Event fixtures are in tests/events/ (real-shaped messages from the marketplaces' public
 //! docs): `expected.json` says what each one does to a fresh import of `contracts.json`.
+//!
+//! Every case runs on SQLite and on PostgreSQL (a throwaway cluster, `pg_support`): the
+//! store lives in the ledger, selected by `METERGATE_LEDGER` (a path or a `postgres://` URL).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod pg_support;
+
+use pg_support::TestLedger;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -19,20 +26,20 @@ fn events_dir() -> PathBuf {
     root().join("tests/events")
 }
 
-fn metergate(ledger: &Path) -> Command {
+fn metergate(ledger: &TestLedger) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_metergate"));
     c.env_remove("METERGATE_LEDGER")
         .env("NO_COLOR", "1")
-        .env("METERGATE_LEDGER", ledger)
-        .current_dir(ledger.parent().unwrap());
+        .env("METERGATE_LEDGER", &ledger.location)
+        .current_dir(ledger.dir.path());
     c
 }
 
-fn run(ledger: &Path, args: &[&str]) -> Output {
+fn run(ledger: &TestLedger, args: &[&str]) -> Output {
     metergate(ledger).args(args).output().unwrap()
 }
 
-fn ok(ledger: &Path, args: &[&str]) -> String {
+fn ok(ledger: &TestLedger, args: &[&str]) -> String {
     let o = run(ledger, args);
     assert!(
         o.status.success(),
@@ -43,36 +50,36 @@ fn ok(ledger: &Path, args: &[&str]) -> String {
     String::from_utf8(o.stdout).unwrap()
 }
 
-fn fresh() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = dir.path().join("ledger.sqlite");
+/// Imports tests/events/contracts.json into the test's ledger; hands back its scratch dir and
+/// the ledger.
+fn fresh(ledger: &TestLedger) -> (&tempfile::TempDir, &TestLedger) {
     let contracts = events_dir().join("contracts.json");
     ok(
-        &ledger,
+        ledger,
         &["contracts", "import", contracts.to_str().unwrap()],
     );
-    (dir, ledger)
+    (&ledger.dir, ledger)
 }
 
-fn list(ledger: &Path) -> Vec<Value> {
+fn list(ledger: &TestLedger) -> Vec<Value> {
     ok(ledger, &["contracts", "list", "--format", "json"])
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
 
-fn export(ledger: &Path) -> String {
+fn export(ledger: &TestLedger) -> String {
     ok(ledger, &["contracts", "export"])
 }
 
-fn history(ledger: &Path) -> Vec<Value> {
+fn history(ledger: &TestLedger) -> Vec<Value> {
     ok(ledger, &["contracts", "history", "--format", "json"])
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
 
-fn event(ledger: &Path, file: &Path) -> (i32, Value, String) {
+fn event(ledger: &TestLedger, file: &Path) -> (i32, Value, String) {
     let o = run(
         ledger,
         &[
@@ -101,19 +108,32 @@ fn time(v: &Value) -> Option<DateTime<Utc>> {
         .map(|s| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc))
 }
 
-#[test]
-fn import_twice_changes_nothing_and_export_round_trips() {
-    let (dir, ledger) = fresh();
-    let before = export(&ledger);
-    let hist = history(&ledger).len();
+both_engines!(
+    import_twice_changes_nothing_and_export_round_trips,
+    a_bad_import_changes_nothing,
+    every_event_fixture_applies_then_replays_as_nothing,
+    an_older_event_is_recorded_and_changes_nothing,
+    bad_events_exit_2_naming_what_is_wrong_and_change_nothing,
+    events_read_stdin,
+    check_judges_with_the_store_after_an_unsubscribe_pending_event,
+    deadlines_read_the_store,
+    sync_of_aws_without_products_says_what_to_configure_and_changes_nothing,
+    the_config_may_hold_gcp_products_for_sync_and_check_still_reads_it,
+    submit_judges_with_the_store,
+);
+
+fn import_twice_changes_nothing_and_export_round_trips(t: &TestLedger) {
+    let (dir, ledger) = fresh(t);
+    let before = export(ledger);
+    let hist = history(ledger).len();
     assert_eq!(hist, 4, "one import row per contract");
     let contracts = events_dir().join("contracts.json");
     ok(
-        &ledger,
+        ledger,
         &["contracts", "import", contracts.to_str().unwrap()],
     );
-    assert_eq!(export(&ledger), before);
-    assert_eq!(history(&ledger).len(), hist);
+    assert_eq!(export(ledger), before);
+    assert_eq!(history(ledger).len(), hist);
 
     // The export is what --contracts reads, and reads back the same.
     let exported = dir.path().join("exported.json");
@@ -128,15 +148,15 @@ fn import_twice_changes_nothing_and_export_round_trips() {
     changed[0]["status"] = json!("suspended");
     let f = dir.path().join("changed.json");
     std::fs::write(&f, serde_json::to_string(&changed).unwrap()).unwrap();
-    ok(&ledger, &["contracts", "import", f.to_str().unwrap()]);
-    let h = history(&ledger);
+    ok(ledger, &["contracts", "import", f.to_str().unwrap()]);
+    let h = history(ledger);
     assert_eq!(h.len(), hist + 1);
     let last = h.last().unwrap();
     assert_eq!(last["cause"], "import");
     assert_eq!(last["previous"]["status"], "active");
     assert_eq!(last["new"]["status"], "suspended");
     let only = ok(
-        &ledger,
+        ledger,
         &[
             "contracts",
             "history",
@@ -149,41 +169,41 @@ fn import_twice_changes_nothing_and_export_round_trips() {
     assert_eq!(only.lines().count(), 2);
 
     // csv and text lists have a header and one line per contract.
-    let csv = ok(&ledger, &["contracts", "list", "--format", "csv"]);
+    let csv = ok(ledger, &["contracts", "list", "--format", "csv"]);
     assert_eq!(csv.lines().count(), 5);
     assert!(csv.starts_with("marketplace,product,customer,status"));
 }
 
-#[test]
-fn a_bad_import_changes_nothing() {
-    let (dir, ledger) = fresh();
-    let before = export(&ledger);
+fn a_bad_import_changes_nothing(t: &TestLedger) {
+    let (dir, ledger) = fresh(t);
+    let before = export(ledger);
     let f = dir.path().join("bad.json");
     std::fs::write(
         &f,
         r#"[{"marketplace":"aws","product":"p","customer":"c","status":"cancelled","starts_at":"2026-01-01T00:00:00Z"}]"#,
     )
     .unwrap();
-    let o = run(&ledger, &["contracts", "import", f.to_str().unwrap()]);
+    let o = run(ledger, &["contracts", "import", f.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("cancelled_at"));
-    assert_eq!(export(&ledger), before);
+    assert_eq!(export(ledger), before);
 }
 
-#[test]
-fn every_event_fixture_applies_then_replays_as_nothing() {
+fn every_event_fixture_applies_then_replays_as_nothing(t: &TestLedger) {
     let expected: Value =
         serde_json::from_str(&std::fs::read_to_string(events_dir().join("expected.json")).unwrap())
             .unwrap();
     let mut count = 0;
     for (file, want) in expected.as_object().unwrap() {
         count += 1;
-        let (_dir, ledger) = fresh();
+        // A ledger of its own for each fixture, on the same engine.
+        let own = TestLedger::new(t.engine).unwrap();
+        let (_dir, ledger) = fresh(&own);
         let path = events_dir().join(file);
-        let (code, out, err) = event(&ledger, &path);
+        let (code, out, err) = event(ledger, &path);
         assert_eq!(code, 0, "{file}: {err}");
         assert_eq!(out["outcome"], want["outcome"], "{file}: {out}");
-        let all = list(&ledger);
+        let all = list(ledger);
         let c = contract(&all, want["customer"].as_str().unwrap());
         assert_eq!(c["status"], want["status"], "{file}: {c}");
         for field in ["cancelled_at", "ends_at"] {
@@ -197,64 +217,62 @@ fn every_event_fixture_applies_then_replays_as_nothing() {
             }
         }
         // The history names the event; a replay changes nothing and records nothing.
-        let h = history(&ledger);
+        let h = history(ledger);
         let last = h.last().unwrap();
         assert_eq!(last["cause"], "event", "{file}");
         assert_eq!(last["applied"], want["outcome"] == "applied", "{file}");
-        let before = (export(&ledger), h.len());
-        let (code, out, _) = event(&ledger, &path);
+        let before = (export(ledger), h.len());
+        let (code, out, _) = event(ledger, &path);
         assert_eq!(code, 0);
         assert_eq!(out["outcome"], "replay", "{file}");
-        assert_eq!((export(&ledger), history(&ledger).len()), before, "{file}");
+        assert_eq!((export(ledger), history(ledger).len()), before, "{file}");
     }
     assert_eq!(count, 30);
 }
 
-#[test]
-fn an_older_event_is_recorded_and_changes_nothing() {
-    let (_dir, ledger) = fresh();
+fn an_older_event_is_recorded_and_changes_nothing(t: &TestLedger) {
+    let (_dir, ledger) = fresh(t);
     let d = events_dir();
     // unsubscribe-pending (10:00), then subscribe-success (09:00) arriving late.
-    let (code, out, _) = event(&ledger, &d.join("aws-sns-unsubscribe-pending.json"));
+    let (code, out, _) = event(ledger, &d.join("aws-sns-unsubscribe-pending.json"));
     assert_eq!((code, out["outcome"].as_str()), (0, Some("applied")));
-    let before = export(&ledger);
-    let (code, out, _) = event(&ledger, &d.join("aws-sns-subscribe-success.json"));
+    let before = export(ledger);
+    let (code, out, _) = event(ledger, &d.join("aws-sns-subscribe-success.json"));
     assert_eq!((code, out["outcome"].as_str()), (0, Some("stale")));
-    assert_eq!(export(&ledger), before);
-    let h = history(&ledger);
+    assert_eq!(export(ledger), before);
+    let h = history(ledger);
     let last = h.last().unwrap();
     assert_eq!(last["applied"], false);
     assert_eq!(last["event_time"], "2026-03-10T09:00:00Z");
 
     // unsubscribe-success (11:02) is newer: still cancelled, the earlier time stands.
-    let (_, out, _) = event(&ledger, &d.join("aws-sns-unsubscribe-success.json"));
+    let (_, out, _) = event(ledger, &d.join("aws-sns-unsubscribe-success.json"));
     assert_eq!(out["outcome"], "recorded");
-    let all = list(&ledger);
+    let all = list(ledger);
     assert_eq!(
         time(&contract(&all, "cust-acme")["cancelled_at"]),
         time(&json!("2026-03-10T10:00:00Z"))
     );
 
     // Google: cancelled (18:00) then an older ACTIVE (10:00): stale.
-    event(&ledger, &d.join("gcp-entitlement-cancelled.json"));
-    let (_, out, _) = event(&ledger, &d.join("gcp-entitlement-active.json"));
+    event(ledger, &d.join("gcp-entitlement-cancelled.json"));
+    let (_, out, _) = event(ledger, &d.join("gcp-entitlement-active.json"));
     assert_eq!(out["outcome"], "stale");
     assert_eq!(
-        contract(&list(&ledger), "cust-initech")["status"],
+        contract(&list(ledger), "cust-initech")["status"],
         "cancelled"
     );
 
     // Microsoft: suspend (08:00) then reinstate (09:00) in order: active again.
-    event(&ledger, &d.join("azure-webhook-suspend.json"));
-    let (_, out, _) = event(&ledger, &d.join("azure-webhook-reinstate.json"));
+    event(ledger, &d.join("azure-webhook-suspend.json"));
+    let (_, out, _) = event(ledger, &d.join("azure-webhook-reinstate.json"));
     assert_eq!(out["outcome"], "applied");
-    assert_eq!(contract(&list(&ledger), "cust-contoso")["status"], "active");
+    assert_eq!(contract(&list(ledger), "cust-contoso")["status"], "active");
 }
 
-#[test]
-fn bad_events_exit_2_naming_what_is_wrong_and_change_nothing() {
-    let (_dir, ledger) = fresh();
-    let before = (export(&ledger), history(&ledger).len());
+fn bad_events_exit_2_naming_what_is_wrong_and_change_nothing(t: &TestLedger) {
+    let (_dir, ledger) = fresh(t);
+    let before = (export(ledger), history(ledger).len());
     let cases = [
         ("unknown-shape.json", "unknown event"),
         ("sns-unknown-action.json", "Message.action"),
@@ -269,19 +287,18 @@ fn bad_events_exit_2_naming_what_is_wrong_and_change_nothing() {
         ("not-json.json", "not JSON"),
     ];
     for (file, says) in cases {
-        let (code, _, err) = event(&ledger, &events_dir().join("bad").join(file));
+        let (code, _, err) = event(ledger, &events_dir().join("bad").join(file));
         assert_eq!(code, 2, "{file}");
         assert!(err.contains(says), "{file}: {err}");
         assert!(err.contains(file), "{file}: {err}");
     }
-    assert_eq!((export(&ledger), history(&ledger).len()), before);
+    assert_eq!((export(ledger), history(ledger).len()), before);
 }
 
-#[test]
-fn events_read_stdin() {
-    let (_dir, ledger) = fresh();
+fn events_read_stdin(t: &TestLedger) {
+    let (_dir, ledger) = fresh(t);
     let text = std::fs::read(events_dir().join("azure-webhook-suspend.json")).unwrap();
-    let mut child = metergate(&ledger)
+    let mut child = metergate(ledger)
         .args(["contracts", "event", "-", "--format", "json"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -307,7 +324,7 @@ fn usage(dir: &Path, at: &str) -> PathBuf {
     f
 }
 
-fn verdict(ledger: &Path, file: &Path, now: &str) -> (i32, Value) {
+fn verdict(ledger: &TestLedger, file: &Path, now: &str) -> (i32, Value) {
     let o = run(
         ledger,
         &[
@@ -326,27 +343,26 @@ fn verdict(ledger: &Path, file: &Path, now: &str) -> (i32, Value) {
 
 /// Import, then an unsubscribe-pending event, then `check` with no --contracts: usage dated
 /// before the cancellation is accepted until one hour after it and refused after.
-#[test]
-fn check_judges_with_the_store_after_an_unsubscribe_pending_event() {
-    let (dir, ledger) = fresh();
+fn check_judges_with_the_store_after_an_unsubscribe_pending_event(t: &TestLedger) {
+    let (dir, ledger) = fresh(t);
     let (code, out, _) = event(
-        &ledger,
+        ledger,
         &events_dir().join("aws-sns-unsubscribe-pending.json"),
     );
     assert_eq!((code, out["status"].as_str()), (0, Some("cancelled")));
     // Cancelled at 10:00:00.
     let before = usage(dir.path(), "2026-03-10T09:40:00Z");
-    let (code, v) = verdict(&ledger, &before, "2026-03-10T10:59:00Z");
+    let (code, v) = verdict(ledger, &before, "2026-03-10T10:59:00Z");
     assert_eq!((code, v["verdict"].as_str()), (0, Some("accepted")), "{v}");
-    let (code, v) = verdict(&ledger, &before, "2026-03-10T11:01:00Z");
+    let (code, v) = verdict(ledger, &before, "2026-03-10T11:01:00Z");
     assert_eq!((code, v["verdict"].as_str()), (1, Some("rejected")), "{v}");
     // Usage dated after the cancellation is refused even inside the hour.
     let after = usage(dir.path(), "2026-03-10T10:10:00Z");
-    let (code, _) = verdict(&ledger, &after, "2026-03-10T10:30:00Z");
+    let (code, _) = verdict(ledger, &after, "2026-03-10T10:30:00Z");
     assert_eq!(code, 1);
     // --contracts still wins over the store.
     let o = run(
-        &ledger,
+        ledger,
         &[
             "check",
             before.to_str().unwrap(),
@@ -361,15 +377,14 @@ fn check_judges_with_the_store_after_an_unsubscribe_pending_event() {
     assert_eq!(o.status.code(), Some(0));
 }
 
-#[test]
-fn deadlines_read_the_store() {
-    let (_dir, ledger) = fresh();
+fn deadlines_read_the_store(t: &TestLedger) {
+    let (_dir, ledger) = fresh(t);
     event(
-        &ledger,
+        ledger,
         &events_dir().join("aws-sns-unsubscribe-pending.json"),
     );
     let out = ok(
-        &ledger,
+        ledger,
         &[
             "deadlines",
             "--now",
@@ -383,19 +398,17 @@ fn deadlines_read_the_store() {
     assert_eq!(line["kind"], "cancelled");
 }
 
-#[test]
-fn sync_of_aws_without_products_says_what_to_configure_and_changes_nothing() {
-    let (_dir, ledger) = fresh();
-    let before = export(&ledger);
-    let o = run(&ledger, &["contracts", "sync", "--marketplace", "aws"]);
+fn sync_of_aws_without_products_says_what_to_configure_and_changes_nothing(t: &TestLedger) {
+    let (_dir, ledger) = fresh(t);
+    let before = export(ledger);
+    let o = run(ledger, &["contracts", "sync", "--marketplace", "aws"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("[aws.products"));
-    assert_eq!(export(&ledger), before);
+    assert_eq!(export(ledger), before);
 }
 
-#[test]
-fn the_config_may_hold_gcp_products_for_sync_and_check_still_reads_it() {
-    let (dir, ledger) = fresh();
+fn the_config_may_hold_gcp_products_for_sync_and_check_still_reads_it(t: &TestLedger) {
+    let (dir, ledger) = fresh(t);
     let cfg = dir.path().join("config.toml");
     std::fs::write(
         &cfg,
@@ -404,7 +417,7 @@ fn the_config_may_hold_gcp_products_for_sync_and_check_still_reads_it() {
     .unwrap();
     let f = usage(dir.path(), "2026-03-10T09:40:00Z");
     let o = run(
-        &ledger,
+        ledger,
         &[
             "check",
             f.to_str().unwrap(),
@@ -423,17 +436,16 @@ fn the_config_may_hold_gcp_products_for_sync_and_check_still_reads_it() {
 }
 
 /// `submit` judges with the store too (a dry run: nothing is sent).
-#[test]
-fn submit_judges_with_the_store() {
-    let (dir, ledger) = fresh();
+fn submit_judges_with_the_store(t: &TestLedger) {
+    let (dir, ledger) = fresh(t);
     event(
-        &ledger,
+        ledger,
         &events_dir().join("aws-sns-unsubscribe-pending.json"),
     );
     let before = usage(dir.path(), "2026-03-10T09:40:00Z");
     let dry = |now: &str| {
         run(
-            &ledger,
+            ledger,
             &[
                 "submit",
                 before.to_str().unwrap(),

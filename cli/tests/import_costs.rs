@@ -1,9 +1,13 @@
 //! `metergate import costs FILE`: a generic cost export (CSV, JSON) billed once per period,
-//! with bad rows named by file, line and field while the good rows go on.
+//! with bad rows named by file, line and field while the good rows go on. Each case runs on
+//! SQLite and on PostgreSQL (`pg_support`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod pg_support;
 #[path = "submit_support/mod.rs"]
 mod support;
+
+use pg_support::TestLedger;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -72,11 +76,15 @@ fn quantities(ledger: &Path) -> Vec<(String, Decimal)> {
         .collect()
 }
 
-#[test]
-fn import_costs_bills_periods_once_and_names_bad_rows() {
-    let dir = tempfile::tempdir().unwrap();
+both_engines!(
+    import_costs_bills_periods_once_and_names_bad_rows,
+    contract_properties_show_in_contracts_list,
+);
+
+fn import_costs_bills_periods_once_and_names_bad_rows(lg: &TestLedger) {
+    let dir = &lg.dir;
     let contracts = contracts(dir.path());
-    let ledger = dir.path().join("l.sqlite");
+    let ledger = lg.path();
     let csv = dir.path().join("costs.csv");
     std::fs::write(
         &csv,
@@ -91,7 +99,7 @@ fn import_costs_bills_periods_once_and_names_bad_rows() {
     )
     .unwrap();
     let t0 = hours_ago(3) + Duration::minutes(5);
-    let (code, v, err) = import(&csv, &contracts, &ledger, t0);
+    let (code, v, err) = import(&csv, &contracts, ledger, t0);
     assert_eq!(code, 1, "{err}");
     // Every bad row is named by file, line and field; the good rows were imported.
     for (line, field) in [
@@ -108,12 +116,12 @@ fn import_costs_bills_periods_once_and_names_bad_rows() {
     }
     assert_eq!(v.len(), 1);
     assert_eq!(v[0]["outcome"], "imported");
-    assert_eq!(quantities(&ledger), [("cust-1".to_owned(), dec("1200"))]);
+    assert_eq!(quantities(ledger), [("cust-1".to_owned(), dec("1200"))]);
 
     // The same file again, an hour later: nothing new.
-    let (_, v, _) = import(&csv, &contracts, &ledger, t0 + Duration::hours(1));
+    let (_, v, _) = import(&csv, &contracts, ledger, t0 + Duration::hours(1));
     assert_eq!(v[0]["outcome"], "carried");
-    assert_eq!(quantities(&ledger).len(), 1);
+    assert_eq!(quantities(ledger).len(), 1);
 
     // A newer export (JSON): April corrected down by $1.50 (a credit), May added.
     let json_file = dir.path().join("costs.json");
@@ -126,7 +134,7 @@ fn import_costs_bills_periods_once_and_names_bad_rows() {
 ]"#,
     )
     .unwrap();
-    let (code, v, err) = import(&json_file, &contracts, &ledger, t0 + Duration::hours(2));
+    let (code, v, err) = import(&json_file, &contracts, ledger, t0 + Duration::hours(2));
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("costs.json:4: amount:"), "{err}");
     // Total 10.005 + 0.50 + 0.995 = 11.50; billed 12.00 before: a credit of 0.50, nothing sent.
@@ -135,7 +143,7 @@ fn import_costs_bills_periods_once_and_names_bad_rows() {
         Decimal::from_str(v[0]["carried"].as_str().unwrap()).unwrap(),
         dec("-0.5")
     );
-    assert_eq!(quantities(&ledger).len(), 1);
+    assert_eq!(quantities(ledger).len(), 1);
 
     // June brings $2.00: the credit is offset first, 150 cents are sent.
     std::fs::write(
@@ -143,26 +151,25 @@ fn import_costs_bills_periods_once_and_names_bad_rows() {
         r#"[{"contract": "aws/prod-a/cust-1", "amount": "2.00", "currency": "USD", "period_end": "2026-06-30"}]"#,
     )
     .unwrap();
-    let (code, v, err) = import(&json_file, &contracts, &ledger, t0 + Duration::hours(3));
+    let (code, v, err) = import(&json_file, &contracts, ledger, t0 + Duration::hours(3));
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         Decimal::from_str(v[0]["quantity"].as_str().unwrap()).unwrap(),
         dec("150")
     );
-    let total: Decimal = quantities(&ledger).iter().map(|(_, q)| *q).sum();
+    let total: Decimal = quantities(ledger).iter().map(|(_, q)| *q).sum();
     assert_eq!(total * dec("0.01"), dec("13.50"));
 }
 
-#[test]
-fn contract_properties_show_in_contracts_list() {
-    let dir = tempfile::tempdir().unwrap();
+fn contract_properties_show_in_contracts_list(lg: &TestLedger) {
+    let dir = &lg.dir;
     let contracts = contracts(dir.path());
-    let ledger = dir.path().join("l.sqlite");
+    let ledger = lg.path();
     let out = metergate_cmd()
         .args(["contracts", "import"])
         .arg(&contracts)
         .arg("--ledger")
-        .arg(&ledger)
+        .arg(ledger)
         .output()
         .unwrap();
     assert_eq!(
@@ -173,7 +180,7 @@ fn contract_properties_show_in_contracts_list() {
     );
     let out = metergate_cmd()
         .args(["contracts", "list", "--format", "csv", "--ledger"])
-        .arg(&ledger)
+        .arg(ledger)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -187,7 +194,7 @@ fn contract_properties_show_in_contracts_list() {
     );
     let out = metergate_cmd()
         .args(["contracts", "list", "--format", "json", "--ledger"])
-        .arg(&ledger)
+        .arg(ledger)
         .output()
         .unwrap();
     let first: Value =

@@ -1,9 +1,13 @@
 //! The ledger on its own: schema, state machine, history, and the `ledger` / `deadlines`
-//! commands. No peer needed.
+//! commands, each on SQLite and on PostgreSQL (a throwaway cluster, `pg_support`). No peer
+//! needed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod pg_support;
 #[path = "submit_support/mod.rs"]
 mod support;
+
+use pg_support::TestLedger;
 
 use chrono::Duration;
 use metergate::ledger::{
@@ -87,10 +91,55 @@ fn schema_is_versioned_and_crash_safe() {
     ));
 }
 
+/// PostgreSQL keeps its version in `schema_version`; a database from a newer metergate is
+/// refused, not rewritten; the lease columns are there from the start.
 #[test]
-fn state_machine_and_idempotency_keys() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut l = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+fn postgres_schema_is_versioned() {
+    let Some(lg) = TestLedger::new(pg_support::Engine::Postgres) else {
+        return;
+    };
+    let l = Ledger::open(lg.path()).unwrap();
+    assert_eq!(
+        l.schema_version().unwrap(),
+        metergate::ledger::SCHEMA_VERSION
+    );
+    assert_eq!(l.engine(), metergate::ledger::db::Engine::Postgres);
+    drop(l);
+    // Opening again migrates nothing.
+    Ledger::open(lg.path()).unwrap();
+    assert_eq!(
+        lg.psql("SELECT COUNT(*) FROM schema_version"),
+        "1",
+        "one version row"
+    );
+    assert_eq!(
+        lg.psql(
+            "SELECT COUNT(*) FROM information_schema.columns \
+             WHERE table_name = 'records' AND column_name IN ('lease_owner', 'lease_until')"
+        ),
+        "2"
+    );
+    lg.psql("UPDATE schema_version SET version = 99");
+    let err = Ledger::open(lg.path()).err().unwrap();
+    assert!(
+        matches!(
+            err,
+            metergate::ledger::LedgerError::TooNew { found: 99, .. }
+        ),
+        "{err:?}"
+    );
+}
+
+both_engines!(
+    state_machine_and_idempotency_keys,
+    a_live_lease_of_another_agent_holds_until_it_ends,
+    heartbeat_usage_lookup_is_per_hour,
+    ledger_commands_list_export_and_summarise,
+    deadlines_lists_pending_rows_and_cancelled_contracts,
+);
+
+fn state_machine_and_idempotency_keys(lg: &TestLedger) {
+    let mut l = Ledger::open(lg.path()).unwrap();
     let t = hours_ago(2) + Duration::minutes(20);
     let a = row("cust-1", "api_calls", 5, t);
     assert_eq!(
@@ -172,13 +221,11 @@ fn state_machine_and_idempotency_keys() {
         ..Default::default()
     };
     assert_eq!(l.list(&f).unwrap().len(), 1);
-    assert_eq!(load_history(&dir.path().join("l.sqlite")).unwrap().len(), 2);
+    assert_eq!(load_history(lg.path()).unwrap().len(), 2);
 }
 
-#[test]
-fn heartbeat_usage_lookup_is_per_hour() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut l = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+fn heartbeat_usage_lookup_is_per_hour(lg: &TestLedger) {
+    let mut l = Ledger::open(lg.path()).unwrap();
     let hour = hours_ago(3);
     l.enqueue(&[row("cust-1", "api_calls", 5, hour + Duration::minutes(59))])
         .unwrap();
@@ -192,9 +239,9 @@ fn heartbeat_usage_lookup_is_per_hour() {
     assert!(!has(&l, hour - Duration::hours(1), "api_calls"));
 }
 
-fn cli_ledger(dir: &std::path::Path) -> std::path::PathBuf {
-    let p = dir.join("l.sqlite");
-    let mut l = Ledger::open(&p).unwrap();
+fn cli_ledger(lg: &TestLedger) -> &std::path::Path {
+    let p = lg.path();
+    let mut l = Ledger::open(p).unwrap();
     let ids = l
         .enqueue(&[
             row("cust-1", "api_calls", 5, hours_ago(2)),
@@ -214,15 +261,13 @@ fn cli_ledger(dir: &std::path::Path) -> std::path::PathBuf {
     p
 }
 
-#[test]
-fn ledger_commands_list_export_and_summarise() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = cli_ledger(dir.path());
+fn ledger_commands_list_export_and_summarise(lg: &TestLedger) {
+    let p = cli_ledger(lg);
     let run = |args: &[&str]| {
         let out = metergate_cmd()
             .arg("ledger")
             .arg("--ledger")
-            .arg(&p)
+            .arg(p)
             .args(args)
             .output()
             .unwrap();
@@ -300,16 +345,14 @@ fn ledger_commands_list_export_and_summarise() {
 
     let bad = metergate_cmd()
         .args(["ledger", "list", "--status", "sent", "--ledger"])
-        .arg(&p)
+        .arg(p)
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
 }
 
-#[test]
-fn deadlines_lists_pending_rows_and_cancelled_contracts() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = cli_ledger(dir.path());
+fn deadlines_lists_pending_rows_and_cancelled_contracts(lg: &TestLedger) {
+    let p = cli_ledger(lg);
     let now = hours_ago(0) + Duration::minutes(10);
     let stop = now - Duration::minutes(20);
     let contracts = json!([
@@ -320,14 +363,14 @@ fn deadlines_lists_pending_rows_and_cancelled_contracts() {
         {"marketplace":"aws","product":"prod-a","customer":"gone","status":"cancelled",
          "starts_at": rfc(hours_ago(48)), "cancelled_at": rfc(stop), "dimensions":[{"name":"api_calls"}]}
     ]);
-    let cpath = dir.path().join("c.json");
+    let cpath = lg.dir.path().join("c.json");
     std::fs::write(&cpath, contracts.to_string()).unwrap();
     let out = metergate_cmd()
         .arg("deadlines")
         .arg("--contracts")
         .arg(&cpath)
         .arg("--ledger")
-        .arg(&p)
+        .arg(p)
         .args(["--now", &rfc(now), "--format", "json"])
         .output()
         .unwrap();
@@ -356,4 +399,118 @@ fn deadlines_lists_pending_rows_and_cancelled_contracts() {
     );
     assert_eq!(lines[1]["rule"], "aws.lookback");
     assert_eq!(lines[2]["dimension"], "storage");
+}
+
+/// An unreachable PostgreSQL ledger is exit 2 for every command that opens one, and the
+/// password in the URL appears nowhere in the output. No cluster needed: port 1 is closed.
+#[test]
+fn unreachable_postgres_is_exit_2_and_never_shows_the_password() {
+    let url = "postgres://metergate:s3cret-pw@127.0.0.1:1/ledger";
+    let dir = tempfile::tempdir().unwrap();
+    let cpath = dir.path().join("c.json");
+    std::fs::write(&cpath, "[]").unwrap();
+    let cases: [&[&str]; 4] = [
+        &["ledger", "list", "--ledger", url],
+        &["ledger", "summary", "--ledger", url],
+        &["contracts", "list", "--ledger", url],
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--insecure-no-auth",
+            "--contracts",
+            cpath.to_str().unwrap(),
+            "--ledger",
+            url,
+        ],
+    ];
+    for args in cases {
+        let out = metergate_cmd()
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {text}");
+        assert!(
+            !text.contains("s3cret-pw"),
+            "{args:?} shows the password: {text}"
+        );
+        assert!(
+            text.contains("127.0.0.1:1"),
+            "{args:?} names the server: {text}"
+        );
+    }
+    // The same with METERGATE_LEDGER.
+    let out = metergate_cmd()
+        .args(["ledger", "list"])
+        .env("METERGATE_LEDGER", url)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("s3cret-pw"));
+}
+
+/// Raw SQL on the test's ledger, either engine (to play another agent).
+fn raw_sql(lg: &TestLedger, sql: &str) {
+    match lg.engine {
+        pg_support::Engine::Sqlite => {
+            rusqlite::Connection::open(lg.path())
+                .unwrap()
+                .execute_batch(sql)
+                .unwrap();
+        }
+        pg_support::Engine::Postgres => {
+            lg.psql(sql);
+        }
+    }
+}
+
+/// Another agent (on another machine) holds a row in `sending` under a live lease: this one
+/// leaves it alone; once the lease has run out, this one takes it over. A claim sets this
+/// agent's own lease, and finishing clears it.
+fn a_live_lease_of_another_agent_holds_until_it_ends(lg: &TestLedger) {
+    let mut l = Ledger::open(lg.path()).unwrap();
+    let t = hours_ago(2) + Duration::minutes(5);
+    let ids = l
+        .enqueue(&[
+            row("cust-1", "api_calls", 5, t),
+            row("cust-2", "api_calls", 6, t),
+        ])
+        .unwrap();
+    let (ia, ib) = (new_id(ids[0]), new_id(ids[1]));
+    let now = chrono::Utc::now().timestamp();
+    raw_sql(
+        lg,
+        &format!(
+            "UPDATE records SET status = 'sending', lease_owner = 'elsewhere:0badb007:4242:00c0ffee', \
+             lease_until = {} WHERE id = {ia}",
+            now + 600
+        ),
+    );
+    // Only the pending row is claimed; the other agent's live lease holds.
+    assert_eq!(l.claim(&[ia, ib]).unwrap(), [ib]);
+    assert_eq!(l.claim(&[ia]).unwrap(), Vec::<i64>::new());
+    // Its lease runs out: taken over, and re-claimable by this agent (a retry) while held.
+    raw_sql(
+        lg,
+        &format!(
+            "UPDATE records SET lease_until = {} WHERE id = {ia}",
+            now - 1
+        ),
+    );
+    assert_eq!(l.claim(&[ia]).unwrap(), [ia]);
+    assert_eq!(l.claim(&[ia, ib]).unwrap(), [ia, ib]);
+    l.finish(&[
+        (ia, outcome(Status::Accepted, "Success")),
+        (ib, outcome(Status::Accepted, "Success")),
+    ])
+    .unwrap();
+    assert!(l.unfinished().unwrap().is_empty());
+    assert_eq!(l.claim(&[ia, ib]).unwrap(), Vec::<i64>::new());
 }

@@ -477,11 +477,23 @@ fn convert(h: &Header, cells: Cells<'_>) -> Row {
         };
     }
     let mut rec = RawRecord::default();
-    for (cell, col) in cells.iter().zip(&h.columns) {
-        if cell.is_empty() {
+    // One UTF-8 check over the whole row is much cheaper than one per cell. A cell boundary
+    // inside a character (possible only when a cell alone is not UTF-8) fails `get`, and that
+    // cell is checked alone, which names it.
+    let row_text = std::str::from_utf8(cells.out).ok();
+    let mut start = 0;
+    for (&end, col) in cells.ends.iter().zip(&h.columns) {
+        let (from, to) = (start, end);
+        start = end;
+        if from >= to {
             continue;
         }
-        let text = match std::str::from_utf8(cell) {
+        let cell = cells.out.get(from..to).unwrap_or_default();
+        let checked = match row_text.and_then(|t| t.get(from..to)) {
+            Some(t) => Ok(t),
+            None => std::str::from_utf8(cell),
+        };
+        let text = match checked {
             Ok(t) => t,
             Err(e) => {
                 let field = column_name(col);

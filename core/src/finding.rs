@@ -192,6 +192,13 @@ impl Suggestion {
     /// when its hour has come (the later of `now` and its start).
     pub fn apply(&self, rec: &UsageRecord, now: DateTime<Utc>) -> (UsageRecord, DateTime<Utc>) {
         let mut r = rec.clone();
+        let at = self.apply_in_place(&mut r, now);
+        (r, at)
+    }
+
+    /// [`Suggestion::apply`] on a record the caller owns: changes `r` and returns the "now"
+    /// to judge it at.
+    pub(crate) fn apply_in_place(&self, r: &mut UsageRecord, now: DateTime<Utc>) -> DateTime<Utc> {
         if let Some(q) = self.quantity {
             r.quantity = q;
             if self.carry {
@@ -204,12 +211,11 @@ impl Suggestion {
         if let Some(t) = self.end_time {
             r.end_time = Some(t);
         }
-        let at = if self.carry {
+        if self.carry {
             now.max(r.start_time)
         } else {
             now
-        };
-        (r, at)
+        }
     }
 
     /// Whether the findings of the suggested record let the suggestion stand: a carry must

@@ -114,13 +114,15 @@ pub fn parse_record(raw: RawRecord) -> Result<UsageRecord, Vec<Finding>> {
             }
         },
     };
-    let attributes: BTreeMap<String, String> = attributes
-        .into_iter()
-        .filter_map(|(k, v)| match v {
-            Field::Text(s) | Field::Number(s) => Some((k, s)),
-            Field::Wrong(_) => None,
-        })
-        .collect();
+    // Inserted one by one, in the source map's (sorted) order: cheaper than `collect`, which
+    // buffers and sorts, for the few attributes a record has.
+    let mut attrs = BTreeMap::new();
+    for (k, v) in attributes {
+        if let Field::Text(s) | Field::Number(s) = v {
+            attrs.insert(k, s);
+        }
+    }
+    let attributes = attrs;
 
     match (
         marketplace,

@@ -24,6 +24,9 @@ pub enum TimeError {
 /// Strict: `T` or `t` or a space between date and time, as RFC 3339 allows; four-digit
 /// years only; no leap seconds; no missing offset.
 pub fn parse_rfc3339(s: &str) -> Result<DateTime<Utc>, TimeError> {
+    if let Some(t) = parse_plain_utc(s) {
+        return Ok(t);
+    }
     match DateTime::parse_from_rfc3339(s) {
         Ok(t) => {
             if t.nanosecond() >= 1_000_000_000 {
@@ -70,6 +73,27 @@ pub fn format_rfc3339(t: DateTime<Utc>) -> String {
 /// Formats a UTC time to whole seconds (`2026-03-01T10:00:00Z`), truncating fractions.
 pub fn format_secs(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The usual shape `YYYY-MM-DDTHH:MM:SSZ`, read without chrono's general parser. `None` for
+/// anything else (other shapes, an impossible date, a leap second): [`parse_rfc3339`] then
+/// judges it the general way, so both paths accept the same strings with the same result.
+fn parse_plain_utc(s: &str) -> Option<DateTime<Utc>> {
+    let &[y0, y1, y2, y3, b'-', mo0, mo1, b'-', d0, d1, b'T', h0, h1, b':', mi0, mi1, b':', s0, s1, b'Z'] =
+        s.as_bytes()
+    else {
+        return None;
+    };
+    let num = |digits: &[u8]| -> Option<u32> {
+        digits.iter().try_fold(0u32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    let year = i32::try_from(num(&[y0, y1, y2, y3])?).ok()?;
+    let date = NaiveDate::from_ymd_opt(year, num(&[mo0, mo1])?, num(&[d0, d1])?)?;
+    // `and_hms_opt` refuses a second of 60, which the general path names as a leap second.
+    let t = date.and_hms_opt(num(&[h0, h1])?, num(&[mi0, mi1])?, num(&[s0, s1])?)?;
+    Some(Utc.from_utc_datetime(&t))
 }
 
 /// The start of the clock hour that holds `t`.
@@ -176,5 +200,52 @@ mod tests {
             format_rfc3339(hour_floor(parse_rfc3339("2026-12-31T23:59:59.9Z").unwrap())),
             "2026-12-31T23:00:00Z"
         );
+    }
+
+    #[test]
+    fn plain_path_agrees_with_chrono() {
+        let mut inputs = vec![
+            "2026-03-01T10:00:00Z",
+            "2024-02-29T23:59:59Z",
+            "2026-02-29T00:00:00Z",
+            "2026-04-31T00:00:00Z",
+            "0000-01-01T00:00:00Z",
+            "9999-12-31T23:59:59Z",
+            "2026-12-31T23:59:60Z",
+            "2026-12-31T24:00:00Z",
+            "2026-12-31T23:60:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-00-01T00:00:00Z",
+            "2026-01-00T00:00:00Z",
+            "2026-01-01t00:00:00Z",
+            "2026-01-01T00:00:00z",
+            "2026-01-01 00:00:00Z",
+            "2026-01-01T00:00:0aZ",
+            "+026-01-01T00:00:00Z",
+        ];
+        let owned: Vec<String> = (0..400)
+            .map(|i| {
+                format!(
+                    "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+                    1999 + i % 30,
+                    i % 14,
+                    i % 33,
+                    i % 26,
+                    (i * 7) % 61,
+                    (i * 13) % 62
+                )
+            })
+            .collect();
+        inputs.extend(owned.iter().map(String::as_str));
+        for s in inputs {
+            let general = DateTime::parse_from_rfc3339(s)
+                .ok()
+                .filter(|t| t.nanosecond() < 1_000_000_000)
+                .map(|t| t.with_timezone(&Utc));
+            if let Some(t) = parse_plain_utc(s) {
+                assert_eq!(Some(t), general, "{s}");
+            }
+            assert_eq!(parse_rfc3339(s).ok(), general, "{s}");
+        }
     }
 }

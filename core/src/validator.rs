@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::contract::{Contract, ContractSet};
 use crate::dedup::{DedupState, Origin, Prior, Seen};
 use crate::finding::{Code, Finding, Suggestion};
-use crate::model::{Marketplace, RawRecord, UsageRecord};
+use crate::model::{Field, Marketplace, RawRecord, UsageRecord};
 use crate::parse::parse_record;
 use crate::policy::{PolicyContext, PolicyError, PolicySet, PolicySource};
 use crate::report::{Report, Summary, Verdict};
@@ -123,16 +123,25 @@ impl Validator {
         Some(window::deadline(&rec, c, &self.settings, now))
     }
 
+    /// The findings and the parsed record, or (when it does not parse) the record's id: the
+    /// id is moved, never copied, on the way from the input to the verdict.
     fn judge(
         &self,
-        raw: RawRecord,
+        mut raw: RawRecord,
         now: DateTime<Utc>,
         dedup: Option<&mut DedupState>,
-    ) -> (Vec<Finding>, Option<UsageRecord>) {
-        let rec = match parse_record(raw) {
+    ) -> (Vec<Finding>, Result<UsageRecord, Option<String>>) {
+        // The record id is never judged (parse_record only moves it across), so it is taken
+        // out first and put back into the parsed record.
+        let record_id = raw.record_id.take().and_then(|f| match f {
+            Field::Text(s) | Field::Number(s) => Some(s),
+            Field::Wrong(_) => None,
+        });
+        let mut rec = match parse_record(raw) {
             Ok(r) => r,
-            Err(findings) => return (findings, None),
+            Err(findings) => return (findings, Err(record_id)),
         };
+        rec.record_id = record_id;
         let mut out = Vec::new();
         let checked = rules::check(&rec, &self.contracts, &self.settings, now, &mut out);
         let key = checked
@@ -192,7 +201,7 @@ impl Validator {
                 );
             }
         }
-        (out, Some(rec))
+        (out, Ok(rec))
     }
 }
 
@@ -476,18 +485,27 @@ impl Session<'_> {
 
     /// Judges the next record.
     pub fn check(&mut self, raw: RawRecord) -> Verdict {
-        self.check_full(raw).0
+        let (findings, rec) = self.v.judge(raw, self.now, Some(&mut self.dedup));
+        let record_id = rec.map_or_else(|id| id, |r| r.record_id);
+        self.verdict(findings, record_id)
     }
 
     /// Judges the next record and also returns it parsed (`None` when it does not parse), for
     /// callers that go on to send it.
     pub fn check_full(&mut self, raw: RawRecord) -> (Verdict, Option<UsageRecord>) {
-        let record_id = raw.record_id_text().map(str::to_owned);
         let (findings, rec) = self.v.judge(raw, self.now, Some(&mut self.dedup));
+        let (record_id, rec) = match rec {
+            Ok(rec) => (rec.record_id.clone(), Some(rec)),
+            Err(id) => (id, None),
+        };
+        (self.verdict(findings, record_id), rec)
+    }
+
+    fn verdict(&mut self, findings: Vec<Finding>, record_id: Option<String>) -> Verdict {
         let verdict = Verdict::from_findings(self.next_index, record_id, findings);
         self.next_index += 1;
         self.summary.add(&verdict);
-        (verdict, rec)
+        verdict
     }
 
     /// The counts so far.
@@ -529,8 +547,8 @@ impl Validator {
 
     /// Judges one record alone (no dedup state): for a form validated on every keystroke.
     pub fn check_one(&self, raw: RawRecord, now: DateTime<Utc>) -> Verdict {
-        let record_id = raw.record_id_text().map(str::to_owned);
-        let (findings, _) = self.judge(raw, now, None);
+        let (findings, rec) = self.judge(raw, now, None);
+        let record_id = rec.map_or_else(|id| id, |r| r.record_id);
         Verdict::from_findings(0, record_id, findings)
     }
 }

@@ -670,6 +670,42 @@ fn policy_limit_operations_is_per_record() {
 }
 
 #[test]
+fn policy_limits_hold_across_repeated_calls() {
+    // Calls on one thread reuse the engine, its scope and the collector. Interleave calls
+    // that break each limit with calls that stay just inside it, many times over: every
+    // breaking call fails, and nothing one call did (operations, variables, findings, a
+    // failure) leaks into the next.
+    let bombs = [
+        "fn check(record, ctx) { loop { } }",
+        "fn down(n) { down(n + 1) } fn check(record, ctx) { down(0) }",
+        r#"fn check(record, ctx) { let s = "xxxxxxxx"; loop { s += s; } }"#,
+        "fn check(record, ctx) { let a = [1]; loop { a += a; } }",
+        r#"fn check(record, ctx) { let m = #{}; let n = 0; loop { m[`${n}`] = n; n += 1; } }"#,
+        r#"fn check(record, ctx) { warn("a", "m"); reject("BAD CODE", "m") }"#,
+    ];
+    let bombs: Vec<PolicySet> = bombs.iter().map(|src| compile(src)).collect();
+    let variables = (0..MAX_VARIABLES / 2)
+        .map(|i| format!("let v{i} = {i};"))
+        .collect::<String>();
+    let fine = compile(&format!(
+        r#"fn fact(n) {{ if n <= 1 {{ 1 }} else {{ n * fact(n - 1) }} }}
+           fn check(record, ctx) {{
+               {variables}
+               let n = 0; for i in 0..20000 {{ n += 1; }}
+               let s = ""; s.pad({MAX_STRING_SIZE}, "x");
+               let a = []; a.pad({MAX_ARRAY_SIZE}, 0);
+               if fact(10) == 3628800 && s.len() == {MAX_STRING_SIZE} {{ warn("ok", "m") }}
+           }}"#
+    ));
+    for _ in 0..5 {
+        for bomb in &bombs {
+            assert_failed(&run(bomb, &record()), "test");
+            assert_eq!(codes(&run(&fine, &record())), vec![warning("ok")]);
+        }
+    }
+}
+
+#[test]
 fn policy_limit_call_levels_stops_recursion() {
     let set = compile("fn down(n) { down(n + 1) } fn check(record, ctx) { down(0) }");
     assert_failed(&run(&set, &record()), "test");

@@ -28,16 +28,15 @@
 use std::cell::RefCell;
 
 use chrono::{DateTime, Duration, Utc};
-use metergate_core::aggregate::metric_key;
 use metergate_core::heartbeat::heartbeats;
 use metergate_core::settings::Span;
 use metergate_core::time::{add, format_rfc3339, hour_floor};
-use metergate_core::{ContractSet, Marketplace, UsageRecord, Validator, VerdictKind};
-use rusqlite::{params, Connection, OptionalExtension};
+use metergate_core::{ContractSet, UsageRecord, Validator, VerdictKind};
 use serde::Deserialize;
 
 use crate::agent::hourly::{raw_of, ConfigError};
-use crate::ledger::{enqueue_in, Enqueued, Ledger, LedgerError, NewRow};
+use crate::ledger::db::{Db, Exec};
+use crate::ledger::{db_err, enqueue_in, hourly, Enqueued, Ledger, LedgerError, NewRow};
 
 /// The default grace after an hour ends before its heartbeats are written.
 pub const DEFAULT_AFTER: Duration = Duration::minutes(15);
@@ -118,44 +117,22 @@ impl HeartbeatConfig {
     }
 }
 
-/// True when the ledger holds usage for this key in the hour: a row in `pending`, `sending`,
-/// `accepted` or `duplicate`, or an hourly sum that is open or closed (not refused).
-fn has_usage(
-    conn: &Connection,
-    c: (Marketplace, &str, &str),
-    dimension: &str,
-    hour: DateTime<Utc>,
-) -> rusqlite::Result<bool> {
-    let start = hour_floor(hour).timestamp();
-    let (mp, product, customer) = c;
-    conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM records WHERE marketplace = ?1 AND product = ?2 \
-         AND customer = ?3 AND dimension = ?4 AND start_secs >= ?5 AND start_secs < ?5 + 3600 \
-         AND status IN ('pending', 'sending', 'accepted', 'duplicate')) \
-         OR EXISTS (SELECT 1 FROM hourly_sums WHERE marketplace = ?1 AND product = ?2 \
-         AND customer = ?3 AND metric = ?6 AND hour_secs = ?5 AND status != 'refused')",
-        params![
-            mp.as_str(),
-            product,
-            customer,
-            dimension,
-            start,
-            metric_key(mp, product, dimension)
-        ],
-        |r| r.get::<_, bool>(0),
-    )
-}
-
-fn plan_on(
-    conn: Option<&Connection>,
+fn plan_on<E: Exec + ?Sized>(
+    conn: Option<&E>,
     path: &str,
     contracts: &ContractSet,
     hour: DateTime<Utc>,
 ) -> Result<Vec<UsageRecord>, LedgerError> {
-    let failure: RefCell<Option<rusqlite::Error>> = RefCell::new(None);
+    let failure: RefCell<Option<LedgerError>> = RefCell::new(None);
     let beats = heartbeats(contracts, hour, |c, dim| {
         let Some(conn) = conn else { return false };
-        match has_usage(conn, (c.marketplace, &c.product, &c.customer), dim, hour) {
+        match hourly::has_usage(
+            conn,
+            path,
+            (c.marketplace, &c.product, &c.customer),
+            dim,
+            hour,
+        ) {
             Ok(b) => b,
             Err(e) => {
                 failure.borrow_mut().get_or_insert(e);
@@ -164,10 +141,7 @@ fn plan_on(
         }
     });
     match failure.into_inner() {
-        Some(source) => Err(LedgerError::Sqlite {
-            path: path.to_owned(),
-            source,
-        }),
+        Some(e) => Err(e),
         None => Ok(beats),
     }
 }
@@ -183,9 +157,9 @@ pub fn plan(
     match ledger {
         Some(l) => {
             let path = l.path().to_owned();
-            plan_on(Some(l.connection()?), &path, contracts, hour)
+            plan_on(Some(l.db()), &path, contracts, hour)
         }
-        None => plan_on(None, "", contracts, hour),
+        None => plan_on(None::<&Db>, "", contracts, hour),
     }
 }
 
@@ -212,20 +186,10 @@ pub fn due_hours(
     if !cfg.enabled {
         return Ok(Vec::new());
     }
-    let path = ledger.path().to_owned();
-    let e = |source| LedgerError::Sqlite {
-        path: path.clone(),
-        source,
-    };
     let latest = cfg.latest_due(now);
     // The first hour whose due time is after `since - catch_up`.
     let mut first = hour_floor(add(since, -(cfg.after + cfg.catch_up)));
-    let last: Option<i64> = ledger
-        .connection()?
-        .query_row("SELECT MAX(hour_secs) FROM heartbeat_hours", [], |r| {
-            r.get(0)
-        })
-        .map_err(e)?;
+    let last = hourly::last_heartbeat_hour(ledger)?;
     if let Some(next) = last.and_then(|l| DateTime::<Utc>::from_timestamp(l + 3600, 0)) {
         first = first.max(next);
     }
@@ -248,20 +212,9 @@ pub fn write_hour(
 ) -> Result<Option<HourBeats>, LedgerError> {
     let hour = hour_floor(hour);
     let path = ledger.path().to_owned();
-    let e = |source| LedgerError::Sqlite {
-        path: path.clone(),
-        source,
-    };
-    let tx = ledger.write_transaction()?;
-    let done: Option<i64> = tx
-        .query_row(
-            "SELECT written FROM heartbeat_hours WHERE hour_secs = ?1",
-            [hour.timestamp()],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(e)?;
-    if done.is_some() {
+    let tx = ledger.begin()?;
+    // Insert-first: the hour is this agent's to write, or done (dropping `tx` rolls back).
+    if !hourly::claim_heartbeat_hour(&tx, &path, hour, now)? {
         return Ok(None);
     }
     let beats = plan_on(Some(&tx), &path, validator.contracts(), hour)?;
@@ -293,17 +246,8 @@ pub fn write_hour(
             ids.push(id);
         }
     }
-    tx.execute(
-        "INSERT INTO heartbeat_hours (hour_secs, hour, written, done_at) VALUES (?1, ?2, ?3, ?4)",
-        params![
-            hour.timestamp(),
-            format_rfc3339(hour),
-            ids.len() as i64,
-            format_rfc3339(now)
-        ],
-    )
-    .map_err(e)?;
-    tx.commit().map_err(e)?;
+    hourly::heartbeats_written(&tx, &path, hour, ids.len())?;
+    tx.commit().map_err(db_err(&path))?;
     Ok(Some(HourBeats {
         hour,
         rows: ids,

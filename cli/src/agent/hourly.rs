@@ -45,11 +45,12 @@ use metergate_core::window;
 use metergate_core::{
     Code, Field, HistoryEntry, Marketplace, RawRecord, UsageRecord, Validator, VerdictKind,
 };
-use rusqlite::{params, Connection, OptionalExtension};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::ledger::{enqueue_in, Enqueued, Ledger, LedgerError, NewRow};
+use crate::ledger::db::{Engine, Exec};
+pub use crate::ledger::hourly::{add_events, add_events_in, Added};
+use crate::ledger::{db_err, enqueue_in, Enqueued, Ledger, LedgerError, NewRow};
 
 /// How long after its end an hour is closed, by default: events stamped inside an hour may
 /// reach the agent a little after it ends.
@@ -175,212 +176,7 @@ impl HourlyConfig {
     }
 }
 
-/// What [`add_events`] did with one event.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Added {
-    /// Added to the open sum of its hour.
-    Open {
-        /// The hour.
-        hour: DateTime<Utc>,
-    },
-    /// Its hour is already closed (its sum was made, or a row of its own holds the key: a
-    /// heartbeat, a record sent without aggregation): nothing was stored. The intake answers
-    /// `duplicate-request` ([`closed_finding`]).
-    Closed {
-        /// The hour.
-        hour: DateTime<Utc>,
-        /// The ledger row that holds the hour's key, if there is one.
-        record: Option<i64>,
-        /// True when that row is an AWS heartbeat (quantity zero).
-        heartbeat: bool,
-    },
-}
-
 type Key = (Marketplace, String, String, String);
-
-fn key_of(r: &UsageRecord) -> Key {
-    (
-        r.marketplace,
-        r.product.clone(),
-        r.customer.clone(),
-        metric_key(r.marketplace, &r.product, &r.dimension).to_owned(),
-    )
-}
-
-fn sqlite(path: &str) -> impl Fn(rusqlite::Error) -> LedgerError + '_ {
-    move |source| LedgerError::Sqlite {
-        path: path.to_owned(),
-        source,
-    }
-}
-
-/// Adds accepted events to the open sums of their hours, all in one transaction, and says
-/// for each whether its hour was still open.
-pub fn add_events(ledger: &mut Ledger, records: &[UsageRecord]) -> Result<Vec<Added>, LedgerError> {
-    let path = ledger.path().to_owned();
-    let tx = ledger.write_transaction()?;
-    let out = add_events_in(&tx, &path, records)?;
-    tx.commit().map_err(sqlite(&path))?;
-    Ok(out)
-}
-
-/// [`add_events`] inside the caller's transaction (the intake's group commit writes its
-/// rows, its idempotency entries and the hourly events in one transaction).
-pub fn add_events_in(
-    tx: &rusqlite::Transaction<'_>,
-    path: &str,
-    records: &[UsageRecord],
-) -> Result<Vec<Added>, LedgerError> {
-    let path = path.to_owned();
-    let e = sqlite(&path);
-    let now = format_rfc3339(Utc::now());
-    let mut out = Vec::with_capacity(records.len());
-    {
-        let mut find = tx
-            .prepare_cached(
-                "SELECT status, quantity, events, min_start, max_start, max_end, record \
-                 FROM hourly_sums WHERE marketplace = ?1 AND product = ?2 AND customer = ?3 \
-                 AND metric = ?4 AND hour_secs = ?5",
-            )
-            .map_err(&e)?;
-        let mut insert = tx
-            .prepare_cached(
-                "INSERT INTO hourly_sums (marketplace, product, customer, metric, hour_secs, \
-                 hour, dimension, plan, quantity, events, min_start, max_start, max_end, status, \
-                 created_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1, ?10, ?10, ?11, 'open', ?12, ?12)",
-            )
-            .map_err(&e)?;
-        let mut taken_by = tx
-            .prepare_cached(
-                "SELECT id, quantity FROM records WHERE marketplace = ?1 AND product = ?2 \
-                 AND customer = ?3 AND dimension = ?4 AND start_secs >= ?5 \
-                 AND start_secs < ?5 + 3600 \
-                 AND status IN ('pending', 'sending', 'accepted', 'duplicate') LIMIT 1",
-            )
-            .map_err(&e)?;
-        let mut update = tx
-            .prepare_cached(
-                "UPDATE hourly_sums SET quantity = ?6, events = events + 1, min_start = ?7, \
-                 max_start = ?8, max_end = ?9, updated_at = ?10 \
-                 WHERE marketplace = ?1 AND product = ?2 AND customer = ?3 AND metric = ?4 \
-                 AND hour_secs = ?5",
-            )
-            .map_err(&e)?;
-        for r in records {
-            let (mp, product, customer, metric) = key_of(r);
-            let hour = hour_floor(r.start_time);
-            let hs = hour.timestamp();
-            type Found = (
-                String,
-                String,
-                i64,
-                String,
-                String,
-                Option<String>,
-                Option<i64>,
-            );
-            let found: Option<Found> = find
-                .query_row(params![mp.as_str(), product, customer, metric, hs], |x| {
-                    Ok((
-                        x.get(0)?,
-                        x.get(1)?,
-                        x.get(2)?,
-                        x.get(3)?,
-                        x.get(4)?,
-                        x.get(5)?,
-                        x.get(6)?,
-                    ))
-                })
-                .optional()
-                .map_err(&e)?;
-            let start = format_rfc3339(r.start_time);
-            let end = r.end_time.map(format_rfc3339);
-            // The hour may already be taken by a row of its own: a heartbeat, or a record
-            // sent without aggregation. Then the event would be a duplicate.
-            let taken: Option<(i64, String)> = if found.is_none() {
-                taken_by
-                    .query_row(
-                        params![mp.as_str(), product, customer, r.dimension, hs],
-                        |x| Ok((x.get(0)?, x.get(1)?)),
-                    )
-                    .optional()
-                    .map_err(&e)?
-            } else {
-                None
-            };
-            match found {
-                None if taken.is_some() => {
-                    let (id, q) = taken.unwrap_or_default();
-                    out.push(Added::Closed {
-                        hour,
-                        record: Some(id),
-                        heartbeat: mp == Marketplace::Aws
-                            && Decimal::from_str(&q).is_ok_and(|q| q.is_zero()),
-                    });
-                }
-                None => {
-                    insert
-                        .execute(params![
-                            mp.as_str(),
-                            product,
-                            customer,
-                            metric,
-                            hs,
-                            format_rfc3339(hour),
-                            r.dimension,
-                            r.plan,
-                            r.quantity.normalize().to_string(),
-                            start,
-                            end,
-                            now
-                        ])
-                        .map_err(&e)?;
-                    out.push(Added::Open { hour });
-                }
-                Some((status, _, _, _, _, _, record)) if status != "open" => {
-                    out.push(Added::Closed {
-                        hour,
-                        record,
-                        heartbeat: false,
-                    });
-                }
-                Some((_, q, _, min_s, max_s, max_e, _)) => {
-                    let bad = |m: String| LedgerError::Corrupt {
-                        path: path.clone(),
-                        id: 0,
-                        message: format!("hourly_sums {} {hs}: {m}", r.product),
-                    };
-                    let q = Decimal::from_str(&q).map_err(|x| bad(format!("quantity: {x}")))?;
-                    let sum = q.saturating_add(r.quantity).normalize();
-                    let time = |s: &str| parse_rfc3339(s).map_err(|x| bad(format!("{s:?} {x}")));
-                    let min_s = time(&min_s)?.min(r.start_time);
-                    let max_s = time(&max_s)?.max(r.start_time);
-                    let max_e = match (max_e.as_deref().map(time).transpose()?, r.end_time) {
-                        (Some(a), Some(b)) => Some(a.max(b)),
-                        (a, b) => a.or(b),
-                    };
-                    update
-                        .execute(params![
-                            mp.as_str(),
-                            product,
-                            customer,
-                            metric,
-                            hs,
-                            sum.to_string(),
-                            format_rfc3339(min_s),
-                            format_rfc3339(max_s),
-                            max_e.map(format_rfc3339),
-                            now
-                        ])
-                        .map_err(&e)?;
-                    out.push(Added::Open { hour });
-                }
-            }
-        }
-    }
-    Ok(out)
-}
 
 /// Judges one event for an hourly sum, at `now`: every rule of the core (entitlement,
 /// dimension, window, identity, negative quantity, policies) except the ones the hourly sum
@@ -500,15 +296,15 @@ impl OpenHour {
 /// The open hours in the ledger, oldest first.
 pub fn open_hours(ledger: &mut Ledger) -> Result<Vec<OpenHour>, LedgerError> {
     let path = ledger.path().to_owned();
-    read_open(ledger.connection()?, &path, None)
+    read_open(ledger.db(), &path, None)
 }
 
-fn read_open(
-    conn: &Connection,
+fn read_open<E: Exec + ?Sized>(
+    conn: &E,
     path: &str,
     only: Option<(&Key, i64)>,
 ) -> Result<Vec<OpenHour>, LedgerError> {
-    let e = sqlite(path);
+    let e = db_err(path);
     let mut sql = String::from(
         "SELECT marketplace, product, customer, metric, dimension, hour_secs, plan, quantity, \
          events, min_start, max_start, max_end FROM hourly_sums WHERE status = 'open'",
@@ -520,52 +316,31 @@ fn read_open(
         );
     }
     sql.push_str(" ORDER BY hour_secs, marketplace, product, customer, metric");
-    let mut stmt = conn.prepare_cached(&sql).map_err(&e)?;
-    type Raw = (
-        String,
-        String,
-        String,
-        String,
-        String,
-        i64,
-        Option<String>,
-        String,
-        i64,
-        String,
-        String,
-        Option<String>,
-    );
-    let map = |x: &rusqlite::Row<'_>| -> rusqlite::Result<Raw> {
-        Ok((
-            x.get(0)?,
-            x.get(1)?,
-            x.get(2)?,
-            x.get(3)?,
-            x.get(4)?,
-            x.get(5)?,
-            x.get(6)?,
-            x.get(7)?,
-            x.get(8)?,
-            x.get(9)?,
-            x.get(10)?,
-            x.get(11)?,
-        ))
-    };
-    let raws: Vec<Raw> = match only {
-        Some(((mp, p, c, m), hs)) => stmt
-            .query_map(params![mp.as_str(), p, c, m, hs], map)
-            .map_err(&e)?
-            .collect::<Result<_, _>>()
-            .map_err(&e)?,
-        None => stmt
-            .query_map([], map)
-            .map_err(&e)?
-            .collect::<Result<_, _>>()
-            .map_err(&e)?,
-    };
-    let mut out = Vec::with_capacity(raws.len());
-    for (mp, product, customer, metric, dimension, hs, plan, q, events, min_s, max_s, max_e) in raws
-    {
+    let rows = match only {
+        Some(((mp, p, c, m), hs)) => {
+            if conn.engine() == Engine::Postgres {
+                // Closing: lock the hour against the intakes and other agents' closers.
+                sql.push_str(" FOR UPDATE");
+            }
+            conn.query(&sql, &[&mp.as_str(), p, c, m, &hs])
+        }
+        None => conn.query(&sql, &[]),
+    }
+    .map_err(&e)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for x in rows {
+        let mp: String = x.get(0).map_err(&e)?;
+        let product: String = x.get(1).map_err(&e)?;
+        let customer: String = x.get(2).map_err(&e)?;
+        let metric: String = x.get(3).map_err(&e)?;
+        let dimension: String = x.get(4).map_err(&e)?;
+        let hs: i64 = x.get(5).map_err(&e)?;
+        let plan: Option<String> = x.get(6).map_err(&e)?;
+        let q: String = x.get(7).map_err(&e)?;
+        let events: i64 = x.get(8).map_err(&e)?;
+        let min_s: String = x.get(9).map_err(&e)?;
+        let max_s: String = x.get(10).map_err(&e)?;
+        let max_e: Option<String> = x.get(11).map_err(&e)?;
         let bad = |m: String| LedgerError::Corrupt {
             path: path.to_owned(),
             id: 0,
@@ -691,19 +466,20 @@ fn near_deadline(h: &OpenHour, validator: &Validator, now: DateTime<Utc>) -> boo
 
 /// The history of the sum's neighbourhood: the product's keys from an hour before to an
 /// hour after (Google intervals may straddle hours).
-fn history_near(
-    conn: &Connection,
+fn history_near<E: Exec + ?Sized>(
+    conn: &E,
     path: &str,
     h: &OpenHour,
 ) -> Result<Vec<HistoryEntry>, LedgerError> {
-    let e = sqlite(path);
+    let e = db_err(path);
     let from = h.hour.timestamp() - 3600;
     let to = h.hour.timestamp() + 7200;
-    let mut stmt = conn
-        .prepare_cached(
+    let found = conn
+        .query(
             "SELECT customer, dimension, start_time, end_time, quantity, status, sent_at \
              FROM records WHERE marketplace = ?1 AND product = ?2 AND start_secs >= ?3 \
              AND start_secs < ?4 AND status IN ('pending', 'sending', 'accepted', 'duplicate')",
+            &[&h.marketplace.as_str(), &h.product, &from, &to],
         )
         .map_err(&e)?;
     type Raw = (
@@ -715,8 +491,9 @@ fn history_near(
         String,
         Option<String>,
     );
-    let rows: Vec<Raw> = stmt
-        .query_map(params![h.marketplace.as_str(), h.product, from, to], |x| {
+    let rows: Vec<Raw> = found
+        .iter()
+        .map(|x| {
             Ok((
                 x.get(0)?,
                 x.get(1)?,
@@ -727,7 +504,6 @@ fn history_near(
                 x.get(6)?,
             ))
         })
-        .map_err(&e)?
         .collect::<Result<_, _>>()
         .map_err(&e)?;
     let mut out = Vec::with_capacity(rows.len());
@@ -786,7 +562,7 @@ fn close_one(
     now: DateTime<Utc>,
 ) -> Result<Option<ClosedHour>, LedgerError> {
     let path = ledger.path().to_owned();
-    let e = sqlite(&path);
+    let e = db_err(&path);
     let key: Key = (
         seen.marketplace,
         seen.product.clone(),
@@ -794,20 +570,22 @@ fn close_one(
         seen.metric.clone(),
     );
     let hs = seen.hour.timestamp();
-    let tx = ledger.write_transaction()?;
+    let tx = ledger.begin()?;
     // Read again under the write lock: the intake may have added an event since.
     let Some(h) = read_open(&tx, &path, Some((&key, hs)))?.into_iter().next() else {
         return Ok(None);
     };
-    let carry: Option<(String, String)> = tx
-        .query_row(
+    let carry: Option<(String, String)> = match tx
+        .query_opt(
             "SELECT remainder, next_hour FROM hourly_carry WHERE marketplace = ?1 \
              AND product = ?2 AND customer = ?3 AND metric = ?4",
-            params![key.0.as_str(), key.1, key.2, key.3],
-            |x| Ok((x.get(0)?, x.get(1)?)),
+            &[&key.0.as_str(), &key.1, &key.2, &key.3],
         )
-        .optional()
-        .map_err(&e)?;
+        .map_err(&e)?
+    {
+        Some(x) => Some((x.get(0).map_err(&e)?, x.get(1).map_err(&e)?)),
+        None => None,
+    };
     // A carry belongs to the key's next hour with usage: this one, unless the carry was made
     // after it (an event for an earlier hour arrived late and opened it again). Then the old
     // carry waits for its own hour and this hour's remainder joins it.
@@ -921,19 +699,19 @@ fn close_one(
          carried_out = ?10, reason = ?11, closed_at = ?12, updated_at = ?12 \
          WHERE marketplace = ?1 AND product = ?2 AND customer = ?3 AND metric = ?4 \
          AND hour_secs = ?5",
-        params![
-            key.0.as_str(),
-            key.1,
-            key.2,
-            key.3,
-            hs,
-            status,
-            record,
-            sent.map(|q| q.normalize().to_string()),
-            carried_in.normalize().to_string(),
-            carried.map(|q| q.normalize().to_string()),
-            reason,
-            stamp
+        &[
+            &key.0.as_str(),
+            &key.1,
+            &key.2,
+            &key.3,
+            &hs,
+            &status,
+            &record,
+            &sent.map(|q| q.normalize().to_string()),
+            &carried_in.normalize().to_string(),
+            &carried.map(|q| q.normalize().to_string()),
+            &reason,
+            &stamp,
         ],
     )
     .map_err(&e)?;
@@ -948,7 +726,7 @@ fn close_one(
             tx.execute(
                 "DELETE FROM hourly_carry WHERE marketplace = ?1 AND product = ?2 \
                  AND customer = ?3 AND metric = ?4",
-                params![key.0.as_str(), key.1, key.2, key.3],
+                &[&key.0.as_str(), &key.1, &key.2, &key.3],
             )
             .map_err(&e)?;
         } else {
@@ -958,15 +736,15 @@ fn close_one(
                  ON CONFLICT (marketplace, product, customer, metric) DO UPDATE SET \
                  remainder = excluded.remainder, next_hour = excluded.next_hour, \
                  plan = excluded.plan, updated_at = excluded.updated_at",
-                params![
-                    key.0.as_str(),
-                    key.1,
-                    key.2,
-                    key.3,
-                    c.normalize().to_string(),
-                    format_rfc3339(next),
-                    h.plan,
-                    stamp
+                &[
+                    &key.0.as_str(),
+                    &key.1,
+                    &key.2,
+                    &key.3,
+                    &c.normalize().to_string(),
+                    &format_rfc3339(next),
+                    &h.plan,
+                    &stamp,
                 ],
             )
             .map_err(&e)?;
@@ -987,22 +765,26 @@ pub fn has_usage_in_hour(
     hour: DateTime<Utc>,
 ) -> Result<bool, LedgerError> {
     let path = ledger.path().to_owned();
+    let e = db_err(&path);
     let metric = metric_key(marketplace, product, dimension);
-    ledger
-        .connection()?
-        .query_row(
+    let row = ledger
+        .db()
+        .query_opt(
             "SELECT EXISTS (SELECT 1 FROM hourly_sums WHERE marketplace = ?1 AND product = ?2 \
              AND customer = ?3 AND metric = ?4 AND hour_secs = ?5 AND status != 'refused')",
-            params![
-                marketplace.as_str(),
-                product,
-                customer,
-                metric,
-                hour_floor(hour).timestamp()
+            &[
+                &marketplace.as_str(),
+                &product,
+                &customer,
+                &metric,
+                &hour_floor(hour).timestamp(),
             ],
-            |r| r.get::<_, bool>(0),
         )
-        .map_err(sqlite(&path))
+        .map_err(&e)?;
+    match row {
+        Some(r) => r.get::<bool>(0).map_err(&e),
+        None => Ok(false),
+    }
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@
 //! that could not be put on their marketplace's wire. 200 when every record is accepted and
 //! stored, 422 otherwise (the accepted ones are still stored).
 
+use std::collections::HashMap;
 use std::io::{Cursor, Read};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -54,8 +55,8 @@ use super::hourly::{self, HourlyConfig};
 use super::http::error;
 use super::{AgentError, AgentState};
 use crate::input::{InputFormat, InputRecord, RecordReader, Row};
-use crate::ledger::intake::{Claim, IntakeTx};
-use crate::ledger::{Enqueued, Ledger, NewRow};
+use crate::ledger::intake::{Accepted, Claim, IntakeTx, Stored};
+use crate::ledger::{Ledger, NewRow};
 use crate::output::{JsonLines, OutRow, SourceRef, VerdictSink};
 
 /// The most requests judged and committed in one transaction.
@@ -376,23 +377,31 @@ impl Writer {
             seq,
             ..
         } = self;
-        let hourly = &state.scheduler.hourly;
         let Some((session, validator)) = session.as_mut() else {
             return Err(AgentError::Stopped);
         };
         session.set_now(Utc::now());
         let tx = ledger.intake_tx()?;
-        let mut answers = Vec::with_capacity(reqs.len());
-        let mut rebuild = false;
+        let mut g = Group::default();
+        let mut j = Judge {
+            tx: &tx,
+            session,
+            validator,
+            hourly: &state.scheduler.hourly,
+        };
         for r in reqs {
             *seq += 1;
-            let (a, unsure) =
-                judge_request(&tx, session, validator, hourly, r, *seq, &state.metrics)?;
-            rebuild |= unsure;
-            answers.push(a);
+            j.plan(r, *seq, &mut g)?;
         }
+        let stored = if g.items.is_empty() {
+            Vec::new()
+        } else {
+            tx.store(&g.items)?
+        };
+        g.resolve(&stored);
+        let answers = g.answer(&tx, &state.metrics)?;
         tx.commit()?;
-        if rebuild {
+        if g.unsure {
             self.session = None;
         }
         Ok(answers)
@@ -405,165 +414,370 @@ struct NotStored {
     reason: String,
 }
 
-/// Judges one request inside the group's transaction. The second value is true when the
-/// session's dedup state may now differ from the ledger (a record accepted but not stored).
-fn judge_request(
-    tx: &IntakeTx<'_>,
-    session: &mut Session<'static>,
-    validator: &Validator,
-    hourly: &HourlyConfig,
-    req: Req,
-    seq: u64,
-    metrics: &crate::agent::metrics::Counters,
-) -> Result<(Answer, bool), AgentError> {
-    if let Some(key) = &req.key {
-        if let Claim::Taken((status, body)) = tx.claim_request(key)? {
-            return Ok((
-                Answer {
-                    status,
-                    body,
-                    replayed: true,
-                },
-                false,
-            ));
+/// One record of a group, between judging and answering.
+struct Rec {
+    /// Its verdict; final once [`Group::resolve`] ran.
+    verdict: Verdict,
+    /// Where it starts in the body.
+    line: u64,
+    fate: Fate,
+}
+
+/// What the answer of a [`Rec`] waits for.
+#[derive(Clone, Copy)]
+enum Fate {
+    /// Its verdict is final as judged (and counted in `/metrics`).
+    Judged,
+    /// Its `record_id` was stored before: the verdict given then (not counted again).
+    Replayed,
+    /// Stored by the group's [`IntakeTx::store`] as `items[i]`; [`Stored::Taken`] turns it
+    /// into [`Fate::Replayed`].
+    Store(usize),
+    /// Its `record_id` is the one of an earlier record of this group (`recs[i]`): that
+    /// record's final verdict.
+    SameAs(usize),
+}
+
+/// One request of a group.
+struct Plan {
+    key: Option<String>,
+    /// The stored answer of an `Idempotency-Key` already held.
+    replay: Option<Answer>,
+    /// The earlier request of this group (`plans[i]`) that claimed the same
+    /// `Idempotency-Key`: its answer, once written, is this one's.
+    same_key_as: Option<usize>,
+    recs: std::ops::Range<usize>,
+    not_stored: Vec<NotStored>,
+}
+
+/// A group of requests being judged: every record's verdict and what the group stores.
+#[derive(Default)]
+struct Group {
+    plans: Vec<Plan>,
+    recs: Vec<Rec>,
+    /// The accepted records, stored together by [`IntakeTx::store`].
+    items: Vec<Accepted>,
+    /// The record ids this group stores, and the record (in `recs`) of each.
+    ids: HashMap<String, usize>,
+    /// The `Idempotency-Key`s this group claimed, and the request (in `plans`) of each: a
+    /// claim is answered only when the group is, so a repeat inside the group must not read
+    /// the still-empty stored answer.
+    keys: HashMap<String, usize>,
+    /// True when the session's dedup state may now differ from the ledger (a record it
+    /// accepted was not stored): it is rebuilt before the next group.
+    unsure: bool,
+}
+
+impl Group {
+    fn push(&mut self, verdict: Verdict, line: u64, fate: Fate) {
+        self.recs.push(Rec {
+            verdict,
+            line,
+            fate,
+        });
+    }
+
+    /// Settles every verdict once the group's records are stored.
+    fn resolve(&mut self, stored: &[Stored]) {
+        for k in 0..self.recs.len() {
+            match self.recs[k].fate {
+                Fate::Store(i) => {
+                    if let Some(Stored::Taken(first)) = stored.get(i) {
+                        // Stored by an earlier request or another agent: its first verdict.
+                        if let Ok(mut v) = serde_json::from_str::<Verdict>(first) {
+                            v.index = self.recs[k].verdict.index;
+                            self.recs[k].verdict = v;
+                            self.recs[k].fate = Fate::Replayed;
+                        }
+                        if self.items[i].row.is_some() {
+                            self.unsure = true;
+                        }
+                    }
+                }
+                Fate::SameAs(o) => {
+                    let mut v = self.recs[o].verdict.clone();
+                    v.index = self.recs[k].verdict.index;
+                    self.recs[k].verdict = v;
+                }
+                Fate::Judged | Fate::Replayed => {}
+            }
         }
     }
-    let mut lines: Vec<u8> = Vec::with_capacity(req.rows.len() * 128);
-    let mut summary = Summary::default();
-    let mut not_stored = Vec::new();
-    {
-        let mut sink = JsonLines::new(&mut lines);
-        let _ = sink.begin_input(SOURCE_NAME, None);
+
+    /// Writes every request's answer (and keeps those asked with an `Idempotency-Key`).
+    fn answer(
+        &mut self,
+        tx: &IntakeTx<'_>,
+        metrics: &crate::agent::metrics::Counters,
+    ) -> Result<Vec<Answer>, AgentError> {
+        let mut answers: Vec<Answer> = Vec::with_capacity(self.plans.len());
+        for p in self.plans.drain(..) {
+            if let Some(a) = p.replay {
+                answers.push(a);
+                continue;
+            }
+            if let Some(first) = p.same_key_as.and_then(|i| answers.get(i)) {
+                let a = Answer {
+                    replayed: true,
+                    ..first.clone()
+                };
+                answers.push(a);
+                continue;
+            }
+            let recs = &self.recs[p.recs];
+            let mut lines: Vec<u8> = Vec::with_capacity(recs.len() * 128);
+            let mut summary = Summary::default();
+            {
+                let mut sink = JsonLines::new(&mut lines);
+                let _ = sink.begin_input(SOURCE_NAME, None);
+                for r in recs {
+                    summary.add(&r.verdict);
+                    if matches!(r.fate, Fate::Judged | Fate::Store(_)) {
+                        // S4 observe: verdicts and finding codes for /metrics.
+                        metrics.observe_verdict(&r.verdict);
+                    }
+                    let src = SourceRef {
+                        file: SOURCE_NAME,
+                        line: r.line,
+                    };
+                    sink.verdict(&r.verdict, src, OutRow::None)
+                        .map_err(io_err)?;
+                }
+            }
+            let ok = summary.rejected == 0 && p.not_stored.is_empty();
+            let status = if ok { 200 } else { 422 };
+            let mut body = String::with_capacity(lines.len() + 256);
+            body.push_str("{\"verdicts\":[");
+            let text = String::from_utf8_lossy(&lines);
+            body.push_str(&text.trim_end().replace('\n', ","));
+            body.push_str("],\"summary\":");
+            body.push_str(&serde_json::to_string(&summary).map_err(|e| io_err(e.into()))?);
+            if !p.not_stored.is_empty() {
+                body.push_str(",\"not_stored\":");
+                body.push_str(&serde_json::to_string(&p.not_stored).map_err(|e| io_err(e.into()))?);
+            }
+            body.push('}');
+            if let Some(key) = &p.key {
+                tx.answer_request(key, status, &body)?;
+            }
+            answers.push(Answer {
+                status,
+                body,
+                replayed: false,
+            });
+        }
+        Ok(answers)
+    }
+}
+
+/// Judges the requests of one group inside its transaction.
+struct Judge<'a, 't> {
+    tx: &'a IntakeTx<'t>,
+    session: &'a mut Session<'static>,
+    validator: &'a Validator,
+    hourly: &'a HourlyConfig,
+}
+
+impl Judge<'_, '_> {
+    /// Judges one request's records into `g`. Nothing of it is stored yet, except its
+    /// `Idempotency-Key` claim and its hourly events.
+    fn plan(&mut self, req: Req, seq: u64, g: &mut Group) -> Result<(), AgentError> {
+        if let Some(key) = &req.key {
+            if let Some(&first) = g.keys.get(key) {
+                g.plans.push(Plan {
+                    key: None,
+                    replay: None,
+                    same_key_as: Some(first),
+                    recs: 0..0,
+                    not_stored: Vec::new(),
+                });
+                return Ok(());
+            }
+            if let Claim::Taken((status, body)) = self.tx.claim_request(key)? {
+                g.plans.push(Plan {
+                    key: None,
+                    replay: Some(Answer {
+                        status,
+                        body,
+                        replayed: true,
+                    }),
+                    same_key_as: None,
+                    recs: 0..0,
+                    not_stored: Vec::new(),
+                });
+                return Ok(());
+            }
+            g.keys.insert(key.clone(), g.plans.len());
+        }
+        let first = g.recs.len();
+        let mut not_stored = Vec::new();
         for (i, rec) in req.rows.into_iter().enumerate() {
             let index = i as u64;
-            let src = SourceRef {
-                file: SOURCE_NAME,
-                line: rec.line,
-            };
-            // A record id already stored: its first verdict, nothing new.
-            let claimed = match &rec.row {
-                Row::Record(raw) => match raw.record_id_text() {
-                    Some(id) => match tx.claim_record(id)? {
-                        Claim::New => Some(id.to_owned()),
-                        Claim::Taken(first) => {
-                            if let Ok(mut v) = serde_json::from_str::<Verdict>(&first) {
-                                v.index = index;
-                                summary.add(&v);
-                                sink.verdict(&v, src, OutRow::None).map_err(io_err)?;
-                                continue;
-                            }
-                            None
-                        }
-                    },
-                    None => None,
-                },
+            let id = match &rec.row {
+                Row::Record(raw) => raw.record_id_text().map(str::to_owned),
                 Row::Unreadable { .. } => None,
             };
+            // An id an earlier record of this group stores: that record's verdict.
+            if let Some(&o) = id.as_ref().and_then(|id| g.ids.get(id)) {
+                g.push(
+                    Verdict::from_findings(index, None, Vec::new()),
+                    rec.line,
+                    Fate::SameAs(o),
+                );
+                continue;
+            }
             // `[serve] aggregate = "hourly"`: the event is judged on its own (no dedup, no
             // quantity form: the hour's sum settles those) and added to its hour's sum.
             let summed = match &rec.row {
-                Row::Record(raw) if hourly.enabled() => {
+                Row::Record(raw) if self.hourly.enabled() => {
                     metergate_core::parse::parse_record(raw.clone())
-                        .is_ok_and(|r| hourly.applies(&r))
+                        .is_ok_and(|r| self.hourly.applies(&r))
                 }
                 _ => false,
             };
-            let (mut v, parsed) = match rec.row {
-                Row::Record(raw) if summed => {
-                    hourly::judge_event(validator, raw, index, session.now())
+            if summed {
+                if let Row::Record(raw) = rec.row {
+                    let (v, fate) = self.hourly_event(raw, id.as_deref(), index)?;
+                    g.push(v, rec.line, fate);
                 }
-                Row::Record(raw) => session.check_full(raw),
+                continue;
+            }
+            let (mut v, parsed) = match rec.row {
+                Row::Record(raw) => self.session.check_full(raw),
                 Row::Unreadable { finding, record_id } => (
                     Verdict::from_findings(index, record_id, vec![finding]),
                     None,
                 ),
             };
             v.index = index;
+            if !v.accepted() {
+                // Nothing is stored; an id stored before answers its first verdict.
+                let (v, fate) = self.replay_or(v, id.as_deref())?;
+                g.push(v, rec.line, fate);
+                continue;
+            }
             let repeat = v
                 .findings
                 .iter()
                 .any(|f| f.code == Code::DuplicateIgnored.as_str());
-            let mut stored = v.accepted();
-            let mut row_id = None;
-            if summed {
-                if let Some(record) = parsed.filter(|_| v.accepted()) {
-                    let (sql, path) = tx.transaction();
-                    let added = hourly::add_events_in(sql, path, std::slice::from_ref(&record))?;
-                    if let Some(f) = added
-                        .first()
-                        .and_then(|a| hourly::closed_finding(&record, a))
-                    {
-                        // Its hour is closed (summed, or taken by a heartbeat): refused.
-                        let mut findings = std::mem::take(&mut v.findings);
-                        findings.push(f);
-                        v = Verdict::from_findings(index, v.record_id.take(), findings);
-                        stored = false;
-                    }
-                }
-            } else if v.accepted() && !repeat {
-                if let Some(record) = parsed {
-                    let c = validator
+            let row = match parsed.filter(|_| !repeat) {
+                None => None,
+                Some(record) => {
+                    let c = self
+                        .validator
                         .contracts()
                         .find(record.marketplace, &record.product, &record.customer)
                         .map(|(_, c)| c);
                     match crate::submit::wire_values(&record, c) {
-                        Ok(wire) => {
-                            let e = tx.enqueue(&[NewRow {
-                                record,
-                                source: Some(format!("serve#{seq}:{}", rec.line)),
-                                wire,
-                            }])?;
-                            row_id = e.first().map(|e| match e {
-                                Enqueued::New(id)
-                                | Enqueued::Requeued(id)
-                                | Enqueued::Existing(id, _) => *id,
-                            });
-                        }
+                        Ok(wire) => Some(NewRow {
+                            record,
+                            source: Some(format!("serve#{seq}:{}", rec.line)),
+                            wire,
+                        }),
                         Err(why) => {
-                            stored = false;
-                            not_stored.push(NotStored { index, reason: why });
+                            // Accepted, but it cannot go on its wire: not stored.
+                            g.unsure = true;
+                            let (v, fate) = self.replay_or(v, id.as_deref())?;
+                            if matches!(fate, Fate::Judged) {
+                                not_stored.push(NotStored { index, reason: why });
+                            }
+                            g.push(v, rec.line, fate);
+                            continue;
                         }
                     }
                 }
+            };
+            if row.is_none() && id.is_none() {
+                g.push(v, rec.line, Fate::Judged);
+                continue;
             }
-            if let Some(id) = claimed {
-                if stored {
-                    let first = serde_json::to_string(&v).map_err(|e| io_err(e.into()))?;
-                    tx.keep_record(&id, &first, row_id)?;
-                } else {
-                    tx.release_record(&id)?;
+            let verdict = match &id {
+                Some(_) => serde_json::to_string(&v).map_err(|e| io_err(e.into()))?,
+                None => String::new(),
+            };
+            if let Some(id) = &id {
+                g.ids.insert(id.clone(), g.recs.len());
+            }
+            g.items.push(Accepted {
+                row,
+                record_id: id,
+                verdict,
+            });
+            let item = g.items.len() - 1;
+            g.push(v, rec.line, Fate::Store(item));
+        }
+        g.plans.push(Plan {
+            key: req.key,
+            replay: None,
+            same_key_as: None,
+            recs: first..g.recs.len(),
+            not_stored,
+        });
+        Ok(())
+    }
+
+    /// A record that is not stored: the first verdict of its id when one is stored, else its
+    /// own.
+    fn replay_or(&self, v: Verdict, id: Option<&str>) -> Result<(Verdict, Fate), AgentError> {
+        if let Some(id) = id {
+            if let Some(first) = self.tx.stored_verdict(id)? {
+                if let Ok(mut f) = serde_json::from_str::<Verdict>(&first) {
+                    f.index = v.index;
+                    return Ok((f, Fate::Replayed));
                 }
             }
-            summary.add(&v);
-            // S4 observe: verdicts and finding codes for /metrics.
-            metrics.observe_verdict(&v);
-            sink.verdict(&v, src, OutRow::None).map_err(io_err)?;
         }
+        Ok((v, Fate::Judged))
     }
-    let ok = summary.rejected == 0 && not_stored.is_empty();
-    let status = if ok { 200 } else { 422 };
-    let mut body = String::with_capacity(lines.len() + 256);
-    body.push_str("{\"verdicts\":[");
-    let text = String::from_utf8_lossy(&lines);
-    body.push_str(&text.trim_end().replace('\n', ","));
-    body.push_str("],\"summary\":");
-    body.push_str(&serde_json::to_string(&summary).map_err(|e| io_err(e.into()))?);
-    if !not_stored.is_empty() {
-        body.push_str(",\"not_stored\":");
-        body.push_str(&serde_json::to_string(&not_stored).map_err(|e| io_err(e.into()))?);
+
+    /// An event for an hourly sum. Its `record_id` is claimed first, insert-first, because an
+    /// event added to a sum cannot be taken back.
+    fn hourly_event(
+        &mut self,
+        raw: metergate_core::RawRecord,
+        id: Option<&str>,
+        index: u64,
+    ) -> Result<(Verdict, Fate), AgentError> {
+        let claimed = match id {
+            Some(id) => match self.tx.claim_record(id)? {
+                Claim::New => true,
+                Claim::Taken(first) => {
+                    if let Ok(mut v) = serde_json::from_str::<Verdict>(&first) {
+                        v.index = index;
+                        return Ok((v, Fate::Replayed));
+                    }
+                    false
+                }
+            },
+            None => false,
+        };
+        let (mut v, parsed) = hourly::judge_event(self.validator, raw, index, self.session.now());
+        v.index = index;
+        let mut stored = v.accepted();
+        if let Some(record) = parsed.filter(|_| v.accepted()) {
+            let (sql, path) = self.tx.transaction();
+            let added = hourly::add_events_in(sql, path, std::slice::from_ref(&record))?;
+            if let Some(f) = added
+                .first()
+                .and_then(|a| hourly::closed_finding(&record, a))
+            {
+                // Its hour is closed (summed, or taken by a heartbeat): refused.
+                let mut findings = std::mem::take(&mut v.findings);
+                findings.push(f);
+                v = Verdict::from_findings(index, v.record_id.take(), findings);
+                stored = false;
+            }
+        }
+        if let (true, Some(id)) = (claimed, id) {
+            if stored {
+                let first = serde_json::to_string(&v).map_err(|e| io_err(e.into()))?;
+                self.tx.keep_record(id, &first, None)?;
+            } else {
+                self.tx.release_record(id)?;
+            }
+        }
+        Ok((v, Fate::Judged))
     }
-    body.push('}');
-    if let Some(key) = &req.key {
-        tx.answer_request(key, status, &body)?;
-    }
-    Ok((
-        Answer {
-            status,
-            body,
-            replayed: false,
-        },
-        !not_stored.is_empty(),
-    ))
 }
 
 fn io_err(source: std::io::Error) -> AgentError {

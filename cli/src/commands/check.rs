@@ -53,17 +53,33 @@ impl<'v> Checker<'v> {
 
     /// The verdict on the next row, and the parsed record when it parses.
     pub fn judge(&mut self, row: Row) -> (Verdict, Option<UsageRecord>) {
-        let (mut v, rec) = match row {
+        let (v, rec) = match row {
             Row::Record(raw) => self.session.check_full(raw),
             Row::Unreadable { finding, record_id } => (
                 Verdict::from_findings(self.index, record_id, vec![finding]),
                 None,
             ),
         };
+        (self.count(v), rec)
+    }
+
+    /// The verdict on the next row, for callers that need no parsed record (cheaper than
+    /// [`Checker::judge`]: the record id moves into the verdict instead of being copied).
+    pub fn verdict(&mut self, row: Row) -> Verdict {
+        let v = match row {
+            Row::Record(raw) => self.session.check(raw),
+            Row::Unreadable { finding, record_id } => {
+                Verdict::from_findings(self.index, record_id, vec![finding])
+            }
+        };
+        self.count(v)
+    }
+
+    fn count(&mut self, mut v: Verdict) -> Verdict {
         v.index = self.index;
         self.index += 1;
         self.summary.add(&v);
-        (v, rec)
+        v
     }
 
     /// The counts so far.
@@ -129,7 +145,7 @@ pub fn check_inputs(
                 (Row::Record(raw), true, false) => Some(raw.clone()),
                 _ => None,
             };
-            let (verdict, _) = checker.judge(rec.row);
+            let verdict = checker.verdict(rec.row);
             let row = match (&kept, reader.csv_row()) {
                 (Some(raw), _) => OutRow::Raw(raw),
                 (None, Some(r)) => OutRow::Csv(r),

@@ -2,20 +2,62 @@
 //! ([`IntakeTx`]), holding the new `pending` rows, the answer given to each
 //! `Idempotency-Key` and the verdict given to each stored `record_id`.
 //!
-//! Idempotency is enforced by the tables' primary keys, insert-first: a request claims its key
-//! with `INSERT ... ON CONFLICT DO NOTHING` before anything is judged, and a request that finds
-//! the key taken gets the stored answer instead. The same goes for a record's `record_id`. The
-//! transaction is `IMMEDIATE` (it holds SQLite's write lock from its start), so no other writer,
-//! in this process or another, can slip in between.
+//! Idempotency is enforced by the tables' unique keys, insert-first: every write is an
+//! `INSERT ... ON CONFLICT DO NOTHING` whose result says whether this transaction got the key,
+//! never a check before the insert. A request claims its `Idempotency-Key` before anything is
+//! judged, and a request that finds the key taken gets the stored answer instead. A record's
+//! `record_id` is claimed when its row is written ([`IntakeTx::store`]): the claim that finds
+//! the id taken gets the stored verdict, and the row written for it in this transaction is
+//! taken back. The transaction is `IMMEDIATE` (it holds SQLite's write lock from its start),
+//! so no other writer, in this process or another, can slip in between.
+//!
+//! ## Group writes
+//! [`IntakeTx::store`] writes a whole group's accepted records at once, with multi-row
+//! statements (up to [`CHUNK`] rows each): one `INSERT` into `records`, one into
+//! `intake_records` (the id claim, with its verdict and row) and one into `transitions` per
+//! chunk, instead of four or five statements per record. The rows are written in key order,
+//! so two writers on a shared server take their locks in the same order.
 
-use rusqlite::{params, OptionalExtension, Transaction};
+use std::sync::OnceLock;
 
-use super::{enqueue_in, now_text, Enqueued, Ledger, LedgerError, NewRow};
+use metergate_core::time::format_rfc3339;
+
+use super::db::{DbError, Exec, ToValue, Tx};
+use super::{db_err, enqueue_in, idempotency_key, now_text, Enqueued, Ledger, LedgerError, NewRow};
+
+/// The most rows one multi-row statement of [`IntakeTx::store`] writes.
+pub const CHUNK: usize = 64;
+
+/// The statement sizes a group is cut into, largest first: each size is one prepared (and
+/// cached) statement per table, so a group of 100 rows takes 64 + 8 × 4 + 1 × 4.
+const SIZES: [usize; 3] = [CHUNK, 8, 1];
+
+/// One accepted record for [`IntakeTx::store`]: its ledger row (none for a record that repeats
+/// a key the ledger already holds) and its `record_id`, kept with the verdict it was given.
+#[derive(Clone, Debug)]
+pub struct Accepted {
+    /// The row to write as `pending`.
+    pub row: Option<NewRow>,
+    /// The record's `record_id`, if it has one.
+    pub record_id: Option<String>,
+    /// The verdict (JSON) to keep with the `record_id`; unused without one.
+    pub verdict: String,
+}
+
+/// What [`IntakeTx::store`] did with one [`Accepted`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stored {
+    /// Stored: what became of its row (none when it had no row).
+    Kept(Option<Enqueued>),
+    /// Its `record_id` was already taken (by an earlier request, or by another agent at the
+    /// same moment): nothing of it is stored. The verdict given the first time.
+    Taken(String),
+}
 
 /// A write transaction for a group of intake requests. Nothing is visible to other connections
 /// before [`IntakeTx::commit`]; dropping it rolls everything back.
 pub struct IntakeTx<'l> {
-    tx: Transaction<'l>,
+    tx: Tx<'l>,
     path: String,
     now: String,
 }
@@ -33,7 +75,7 @@ impl Ledger {
     /// Starts an intake transaction (see [`IntakeTx`]).
     pub fn intake_tx(&mut self) -> Result<IntakeTx<'_>, LedgerError> {
         let path = self.path.clone();
-        let tx = self.write_tx()?;
+        let tx = self.begin()?;
         Ok(IntakeTx {
             tx,
             path,
@@ -41,55 +83,61 @@ impl Ledger {
         })
     }
 
-    /// True when the ledger can be written: takes SQLite's write lock and lets it go.
+    /// True when the ledger can be written: starts a write transaction (SQLite: takes the
+    /// write lock) and lets it go.
     pub fn probe_writable(&mut self) -> Result<(), LedgerError> {
         let path = self.path.clone();
-        let tx = self.write_tx()?;
-        tx.rollback()
-            .map_err(|source| LedgerError::Sqlite { path, source })
+        let tx = self.begin()?;
+        tx.rollback().map_err(db_err(&path))
     }
 }
 
 impl IntakeTx<'_> {
     /// The open transaction and the ledger's path, for writers of the agent's own tables that
-    /// must commit with the group (the hourly sums, [`crate::agent::hourly::add_events_in`]).
-    pub fn transaction(&self) -> (&Transaction<'_>, &str) {
+    /// must commit with the group (the hourly sums, [`super::hourly::add_events_in`]).
+    pub fn transaction(&self) -> (&Tx<'_>, &str) {
         (&self.tx, &self.path)
     }
 
-    fn err(&self) -> impl Fn(rusqlite::Error) -> LedgerError + '_ {
-        move |source| LedgerError::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
+    fn err(&self) -> impl Fn(DbError) -> LedgerError + '_ {
+        db_err(&self.path)
     }
 
     /// Claims an `Idempotency-Key`. `Taken((status, answer))` when a request already holds it.
     pub fn claim_request(&self, key: &str) -> Result<Claim<(u16, String)>, LedgerError> {
+        let e = self.err();
         let n = self
             .tx
-            .prepare_cached(
+            .execute(
                 "INSERT INTO intake_requests (key, status, answer, created_at) \
                  VALUES (?1, 0, '', ?2) ON CONFLICT (key) DO NOTHING",
+                &[&key, &self.now],
             )
-            .and_then(|mut s| s.execute(params![key, self.now]))
-            .map_err(self.err())?;
+            .map_err(&e)?;
         if n == 1 {
             return Ok(Claim::New);
         }
-        let (status, answer): (i64, String) = self
+        let row = self
             .tx
-            .prepare_cached("SELECT status, answer FROM intake_requests WHERE key = ?1")
-            .and_then(|mut s| s.query_row([key], |r| Ok((r.get(0)?, r.get(1)?))))
-            .map_err(self.err())?;
+            .query_opt(
+                "SELECT status, answer FROM intake_requests WHERE key = ?1",
+                &[&key],
+            )
+            .map_err(&e)?;
+        let (status, answer): (i64, String) = match row {
+            Some(r) => (r.get(0).map_err(&e)?, r.get(1).map_err(&e)?),
+            None => (500, String::new()),
+        };
         Ok(Claim::Taken((u16::try_from(status).unwrap_or(500), answer)))
     }
 
     /// Records the answer given to a claimed `Idempotency-Key`.
     pub fn answer_request(&self, key: &str, status: u16, answer: &str) -> Result<(), LedgerError> {
         self.tx
-            .prepare_cached("UPDATE intake_requests SET status = ?2, answer = ?3 WHERE key = ?1")
-            .and_then(|mut s| s.execute(params![key, i64::from(status), answer]))
+            .execute(
+                "UPDATE intake_requests SET status = ?2, answer = ?3 WHERE key = ?1",
+                &[&key, &i64::from(status), &answer],
+            )
             .map_err(self.err())?;
         Ok(())
     }
@@ -98,21 +146,18 @@ impl IntakeTx<'_> {
     pub fn claim_record(&self, record_id: &str) -> Result<Claim<String>, LedgerError> {
         let n = self
             .tx
-            .prepare_cached(
+            .execute(
                 "INSERT INTO intake_records (record_id, verdict, row, created_at) \
                  VALUES (?1, '', NULL, ?2) ON CONFLICT (record_id) DO NOTHING",
+                &[&record_id, &self.now],
             )
-            .and_then(|mut s| s.execute(params![record_id, self.now]))
             .map_err(self.err())?;
         if n == 1 {
             return Ok(Claim::New);
         }
-        let verdict: Option<String> = self
-            .tx
-            .prepare_cached("SELECT verdict FROM intake_records WHERE record_id = ?1")
-            .and_then(|mut s| s.query_row([record_id], |r| r.get(0)).optional())
-            .map_err(self.err())?;
-        Ok(Claim::Taken(verdict.unwrap_or_default()))
+        Ok(Claim::Taken(
+            self.stored_verdict(record_id)?.unwrap_or_default(),
+        ))
     }
 
     /// Keeps a claimed `record_id` with the verdict given to it and its ledger row (none when
@@ -124,8 +169,10 @@ impl IntakeTx<'_> {
         row: Option<i64>,
     ) -> Result<(), LedgerError> {
         self.tx
-            .prepare_cached("UPDATE intake_records SET verdict = ?2, row = ?3 WHERE record_id = ?1")
-            .and_then(|mut s| s.execute(params![record_id, verdict, row]))
+            .execute(
+                "UPDATE intake_records SET verdict = ?2, row = ?3 WHERE record_id = ?1",
+                &[&record_id, &verdict, &row],
+            )
             .map_err(self.err())?;
         Ok(())
     }
@@ -133,10 +180,189 @@ impl IntakeTx<'_> {
     /// Lets a claimed `record_id` go again (the record was rejected, so nothing is stored).
     pub fn release_record(&self, record_id: &str) -> Result<(), LedgerError> {
         self.tx
-            .prepare_cached("DELETE FROM intake_records WHERE record_id = ?1")
-            .and_then(|mut s| s.execute([record_id]))
+            .execute(
+                "DELETE FROM intake_records WHERE record_id = ?1",
+                &[&record_id],
+            )
             .map_err(self.err())?;
         Ok(())
+    }
+
+    /// The verdict kept for a stored `record_id`, if one is stored (for a record that is not
+    /// stored itself: its first verdict is answered instead).
+    pub fn stored_verdict(&self, record_id: &str) -> Result<Option<String>, LedgerError> {
+        let e = self.err();
+        self.tx
+            .query_opt(
+                "SELECT verdict FROM intake_records WHERE record_id = ?1",
+                &[&record_id],
+            )
+            .map_err(&e)?
+            .map(|r| r.get(0))
+            .transpose()
+            .map_err(&e)
+    }
+
+    /// Stores a group's accepted records, insert-first, and says for each what happened
+    /// (same order as `items`):
+    ///
+    /// 1. the rows, `INSERT ... ON CONFLICT (idem_key) DO NOTHING RETURNING id`;
+    /// 2. the `record_id` claims with their verdicts and rows,
+    ///    `INSERT ... ON CONFLICT (record_id) DO NOTHING RETURNING record_id`. A claim that
+    ///    finds its id taken gets [`Stored::Taken`], and the row written for it in step 1 is
+    ///    deleted again (nothing else has seen it: the transaction is still open);
+    /// 3. the `written` transitions of the new rows;
+    /// 4. rows whose key the ledger already held, one by one as [`Ledger::enqueue`] does
+    ///    (a `rejected`, `failed` or `expired` row goes back to `pending`, any other stays).
+    ///    This comes after the claims, so a record whose id is taken changes nothing.
+    ///
+    /// On PostgreSQL (read committed) an insert that meets a key another agent's open
+    /// transaction has just written waits for that transaction: a key is stored once.
+    pub fn store(&self, items: &[Accepted]) -> Result<Vec<Stored>, LedgerError> {
+        let e = self.err();
+        let mut out: Vec<Stored> = vec![Stored::Kept(None); items.len()];
+        // 1. The rows, in key order.
+        let mut rows: Vec<RowText<'_>> = items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| a.row.as_ref().map(|r| RowText::new(i, r)))
+            .collect();
+        rows.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        let mut conflicted: Vec<usize> = Vec::new();
+        for chunk in chunks(&rows) {
+            let sql = statement(&RECORDS_SQL, chunk.len(), records_sql);
+            let mut params: Vec<&dyn ToValue> = Vec::with_capacity(1 + chunk.len() * RECORD_PARAMS);
+            params.push(&self.now);
+            for r in chunk {
+                r.params(&mut params);
+            }
+            let returned = self.tx.query(sql, &params).map_err(&e)?;
+            let mut found = vec![false; chunk.len()];
+            let mut next = 0;
+            for row in returned {
+                let id: i64 = row.get(0).map_err(&e)?;
+                let key: String = row.get(1).map_err(&e)?;
+                // RETURNING gives the rows in the order written, as a rule; search otherwise.
+                let j = if chunk.get(next).is_some_and(|r| r.key == key) {
+                    next
+                } else {
+                    match chunk.iter().position(|r| r.key == key) {
+                        Some(j) => j,
+                        None => continue,
+                    }
+                };
+                next = j + 1;
+                found[j] = true;
+                out[chunk[j].item] = Stored::Kept(Some(Enqueued::New(id)));
+            }
+            conflicted.extend(
+                chunk
+                    .iter()
+                    .zip(found)
+                    .filter(|(_, f)| !f)
+                    .map(|(r, _)| r.item),
+            );
+        }
+        drop(rows);
+        // 2. The record id claims, in id order.
+        let mut claims: Vec<usize> = items
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.record_id.is_some())
+            .map(|(i, _)| i)
+            .collect();
+        claims.sort_unstable_by(|a, b| items[*a].record_id.cmp(&items[*b].record_id));
+        let row_ids: Vec<Option<i64>> = out
+            .iter()
+            .map(|s| match s {
+                Stored::Kept(Some(Enqueued::New(id))) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        let mut taken: Vec<usize> = Vec::new();
+        for chunk in chunks(&claims) {
+            let sql = statement(&CLAIMS_SQL, chunk.len(), claims_sql);
+            let mut params: Vec<&dyn ToValue> = Vec::with_capacity(1 + chunk.len() * 3);
+            params.push(&self.now);
+            for &i in chunk {
+                params.push(&items[i].record_id);
+                params.push(&items[i].verdict);
+                params.push(&row_ids[i]);
+            }
+            let returned = self.tx.query(sql, &params).map_err(&e)?;
+            let mut found = vec![false; chunk.len()];
+            let mut next = 0;
+            for row in returned {
+                let id: String = row.get(0).map_err(&e)?;
+                let is = |j: usize| {
+                    chunk
+                        .get(j)
+                        .is_some_and(|&i| items[i].record_id.as_deref() == Some(id.as_str()))
+                };
+                let j = if is(next) {
+                    next
+                } else {
+                    match (0..chunk.len()).find(|&j| is(j)) {
+                        Some(j) => j,
+                        None => continue,
+                    }
+                };
+                next = j + 1;
+                found[j] = true;
+            }
+            taken.extend(chunk.iter().zip(found).filter(|(_, f)| !f).map(|(&i, _)| i));
+        }
+        for &i in &taken {
+            let id = items[i].record_id.as_deref().unwrap_or_default();
+            let first = self.stored_verdict(id)?.unwrap_or_default();
+            if let Some(row) = row_ids[i] {
+                self.tx
+                    .execute("DELETE FROM records WHERE id = ?1", &[&row])
+                    .map_err(&e)?;
+            }
+            out[i] = Stored::Taken(first);
+        }
+        // 3. The transitions of the new rows.
+        let new: Vec<i64> = out
+            .iter()
+            .filter_map(|s| match s {
+                Stored::Kept(Some(Enqueued::New(id))) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        for chunk in chunks(&new) {
+            let sql = statement(&TRANSITIONS_SQL, chunk.len(), transitions_sql);
+            let mut params: Vec<&dyn ToValue> = Vec::with_capacity(1 + chunk.len());
+            params.push(&self.now);
+            for id in chunk {
+                params.push(id);
+            }
+            self.tx.execute(sql, &params).map_err(&e)?;
+        }
+        // 4. Keys the ledger already held (not for a record whose id is taken).
+        for i in conflicted {
+            if matches!(out[i], Stored::Taken(_)) {
+                continue;
+            }
+            let Some(row) = items[i].row.as_ref() else {
+                continue;
+            };
+            let done = enqueue_in(&self.tx, &self.path, std::slice::from_ref(row))?;
+            let Some(&done) = done.first() else { continue };
+            out[i] = Stored::Kept(Some(done));
+            if let Some(id) = items[i].record_id.as_deref() {
+                let row = match done {
+                    Enqueued::New(r) | Enqueued::Requeued(r) | Enqueued::Existing(r, _) => r,
+                };
+                self.tx
+                    .execute(
+                        "UPDATE intake_records SET row = ?2 WHERE record_id = ?1",
+                        &[&id, &row],
+                    )
+                    .map_err(&e)?;
+            }
+        }
+        Ok(out)
     }
 
     /// Writes rows as `pending`, as [`Ledger::enqueue`] does, inside this transaction.
@@ -147,8 +373,129 @@ impl IntakeTx<'_> {
     /// Commits everything: on return, every row is on disk (WAL, `synchronous=FULL`).
     pub fn commit(self) -> Result<(), LedgerError> {
         let path = self.path;
-        self.tx
-            .commit()
-            .map_err(|source| LedgerError::Sqlite { path, source })
+        self.tx.commit().map_err(db_err(&path))
     }
+}
+
+/// The parameters of one row in the multi-row `INSERT INTO records`.
+const RECORD_PARAMS: usize = 12;
+
+/// One row's column values for the multi-row insert, computed once.
+struct RowText<'a> {
+    /// Position in the caller's items.
+    item: usize,
+    key: String,
+    row: &'a NewRow,
+    marketplace: &'static str,
+    start: String,
+    start_secs: i64,
+    end: Option<String>,
+    quantity: String,
+    wire: String,
+}
+
+impl<'a> RowText<'a> {
+    fn new(item: usize, row: &'a NewRow) -> RowText<'a> {
+        let r = &row.record;
+        RowText {
+            item,
+            key: idempotency_key(r),
+            row,
+            marketplace: r.marketplace.as_str(),
+            start: format_rfc3339(r.start_time),
+            start_secs: r.start_time.timestamp(),
+            end: r.end_time.map(format_rfc3339),
+            quantity: r.quantity.normalize().to_string(),
+            wire: row.wire.to_string(),
+        }
+    }
+
+    /// This row's values, in the order of `records_sql`.
+    fn params<'p>(&'p self, out: &mut Vec<&'p dyn ToValue>) {
+        let r = &self.row.record;
+        out.extend([
+            &self.key as &dyn ToValue,
+            &self.marketplace,
+            &r.product,
+            &r.customer,
+            &r.dimension,
+            &self.start,
+            &self.start_secs,
+            &self.end,
+            &self.quantity,
+            &r.record_id,
+            &self.row.source,
+            &self.wire,
+        ]);
+    }
+}
+
+/// Cuts `all` into slices of the sizes in [`SIZES`], largest first.
+fn chunks<T>(all: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = all;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let n = SIZES
+            .iter()
+            .copied()
+            .find(|&n| n <= rest.len())
+            .unwrap_or(1);
+        let (head, tail) = rest.split_at(n);
+        rest = tail;
+        Some(head)
+    })
+}
+
+type SqlCache = OnceLock<[String; SIZES.len()]>;
+
+static RECORDS_SQL: SqlCache = OnceLock::new();
+static CLAIMS_SQL: SqlCache = OnceLock::new();
+static TRANSITIONS_SQL: SqlCache = OnceLock::new();
+
+/// The statement text for `n` rows (`n` one of [`SIZES`]), built once.
+fn statement(cache: &'static SqlCache, n: usize, make: fn(usize) -> String) -> &'static str {
+    let all = cache.get_or_init(|| SIZES.map(make));
+    let i = SIZES
+        .iter()
+        .position(|&s| s == n)
+        .unwrap_or(SIZES.len() - 1);
+    &all[i]
+}
+
+/// `?1` is "now"; row `j`'s values start at `?(2 + j * width)`.
+fn values(n: usize, width: usize, row: impl Fn(usize) -> String) -> String {
+    (0..n)
+        .map(|j| row(2 + j * width))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn records_sql(n: usize) -> String {
+    let width = RECORD_PARAMS;
+    format!(
+        "INSERT INTO records (idem_key, marketplace, product, customer, dimension, start_time, \
+         start_secs, end_time, quantity, record_id, source, wire, status, created_at, updated_at) \
+         VALUES {} ON CONFLICT (idem_key) DO NOTHING RETURNING id, idem_key",
+        values(n, width, |b| {
+            let p: Vec<String> = (b..b + width).map(|i| format!("?{i}")).collect();
+            format!("({}, 'pending', ?1, ?1)", p.join(", "))
+        })
+    )
+}
+
+fn claims_sql(n: usize) -> String {
+    format!(
+        "INSERT INTO intake_records (record_id, verdict, row, created_at) VALUES {} \
+         ON CONFLICT (record_id) DO NOTHING RETURNING record_id",
+        values(n, 3, |b| format!("(?{b}, ?{}, ?{}, ?1)", b + 1, b + 2))
+    )
+}
+
+fn transitions_sql(n: usize) -> String {
+    format!(
+        "INSERT INTO transitions (record, at, from_status, to_status, note) VALUES {}",
+        values(n, 1, |b| format!("(?{b}, ?1, NULL, 'pending', 'written')"))
+    )
 }

@@ -34,6 +34,7 @@
 //! (PostgreSQL) and applied in order by [`Ledger::open`].
 
 pub mod db;
+pub mod hourly;
 pub mod intake;
 pub mod observe;
 pub mod report;
@@ -47,7 +48,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use metergate_core::time::{format_rfc3339, hour_floor, parse_rfc3339};
 use metergate_core::{HistoryEntry, Marketplace, UsageRecord};
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
@@ -1193,15 +1194,6 @@ impl Ledger {
             .unwrap_or(0))
     }
 
-    /// A SQLite write transaction (`BEGIN IMMEDIATE`) for code not yet converted to the
-    /// engine-neutral layer; on PostgreSQL [`LedgerError::NotYet`].
-    fn write_tx(&mut self) -> Result<Transaction<'_>, LedgerError> {
-        let path = self.path.clone();
-        self.connection()?
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|source| LedgerError::Sqlite { path, source })
-    }
-
     /// Writes records as `pending`, all in one transaction, before anything is sent. A key
     /// already in the ledger is left alone, unless its row ended `rejected`, `failed` or
     /// `expired`: then
@@ -1212,14 +1204,6 @@ impl Ledger {
         let out = enqueue_in(&tx, &path, rows)?;
         tx.commit().map_err(db_err(&path))?;
         Ok(out)
-    }
-
-    /// Starts a SQLite write transaction (`BEGIN IMMEDIATE`), for callers in this crate that
-    /// change ledger rows and their own tables in one step (the agent's hour closing and
-    /// heartbeats): a crash leaves either all of it or none. Not yet on PostgreSQL (use
-    /// [`Ledger::begin`]).
-    pub(crate) fn write_transaction(&mut self) -> Result<Transaction<'_>, LedgerError> {
-        self.write_tx()
     }
 
     /// Claims rows for one send call, in one transaction, right before the call that carries
@@ -1865,6 +1849,11 @@ pub fn load_history(path: &Path) -> Result<Vec<HistoryEntry>, LedgerError> {
     Ledger::open_existing(path)?.history()
 }
 
+/// The tests' throwaway PostgreSQL cluster (see `pg_fresh` in the tests below).
+#[cfg(test)]
+#[path = "../../tests/pg_support/mod.rs"]
+mod pg_support;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2143,11 +2132,12 @@ mod tests {
         concurrent_claims(&|| Ledger::open(&path2).unwrap());
     }
 
-    /// A fresh database on the server `METERGATE_TEST_PG_URL` names, or `None` (with a note).
+    /// A fresh database on the server `METERGATE_TEST_PG_URL` names, else on the tests'
+    /// throwaway cluster (`cli/tests/pg_support`: `None` with a note when PostgreSQL is not
+    /// installed, a failure with CI=true).
     fn pg_fresh() -> Option<String> {
         let Ok(base) = std::env::var("METERGATE_TEST_PG_URL") else {
-            eprintln!("METERGATE_TEST_PG_URL is not set: skipping the PostgreSQL half");
-            return None;
+            return super::pg_support::fresh_database();
         };
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let name = format!(

@@ -77,7 +77,7 @@ pub fn command() -> Command {
 impl Server {
     /// Starts `metergate serve --listen 127.0.0.1:0 --ledger DIR/ledger.sqlite ARGS` with the
     /// extra environment `envs`, and waits for its "listening on" line. Give `--ledger` in
-    /// `args` to use another ledger (a later flag wins).
+    /// `args` to use another ledger (a path or a `postgres://` URL) instead.
     pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Server {
         Server::try_start(args, envs).unwrap_or_else(|(code, log)| {
             panic!("metergate serve did not start (exit {code:?}):\n{log}")
@@ -105,10 +105,12 @@ impl Server {
             .path()
             .join(format!("serve-{}.log", std::process::id() ^ rand_u32()));
         let mut c = command();
-        c.arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--ledger"])
-            .arg(&ledger)
-            .args(args)
+        c.args(["serve", "--listen", "127.0.0.1:0"]);
+        // The scratch ledger unless the test gives its own (a path or a postgres:// URL).
+        if !args.contains(&"--ledger") {
+            c.arg("--ledger").arg(&ledger);
+        }
+        c.args(args)
             .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

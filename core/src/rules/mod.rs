@@ -215,8 +215,8 @@ pub(crate) fn verify_suggestions(
         return;
     }
     // The rules read neither the record id nor the attributes: the candidates are judged
-    // without copying them.
-    let bare = UsageRecord {
+    // without copying them, on one copy that each suggestion resets and changes.
+    let mut candidate = UsageRecord {
         marketplace: rec.marketplace,
         product: rec.product.clone(),
         customer: rec.customer.clone(),
@@ -232,7 +232,13 @@ pub(crate) fn verify_suggestions(
     let mut judged = Vec::new();
     for f in found.iter_mut() {
         let Some(s) = &f.suggestion else { continue };
-        let (candidate, at) = s.apply(&bare, now);
+        candidate.quantity = rec.quantity;
+        candidate.start_time = rec.start_time;
+        candidate.end_time = rec.end_time;
+        if candidate.allocations.is_none() && rec.allocations.is_some() {
+            candidate.allocations.clone_from(&rec.allocations);
+        }
+        let at = s.apply_in_place(&mut candidate, now);
         judged.clear();
         check(&candidate, contracts, settings, at, &mut judged);
         if !s.accepts(&judged) {
@@ -369,7 +375,12 @@ pub fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Opt
     candidates
         .filter(|c| c.len() <= MAX_SUGGEST_LEN)
         .map(|c| {
-            let score = strsim::jaro_winkler(&lower, &c.to_lowercase());
+            // Most ids are lowercase ASCII already: compare them without a lowercased copy.
+            let score = if c.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+                strsim::jaro_winkler(&lower, c)
+            } else {
+                strsim::jaro_winkler(&lower, &c.to_lowercase())
+            };
             (c, score)
         })
         .filter(|(_, s)| *s >= 0.8)
