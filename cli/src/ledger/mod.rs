@@ -895,9 +895,20 @@ fn owner_is_dead(owner: &str, me: &str) -> bool {
         return true;
     }
     let proc_fs = Path::new("/proc/self").exists();
-    proc_fs
-        && their_pid.chars().all(|c| c.is_ascii_digit())
-        && !Path::new("/proc").join(their_pid).exists()
+    proc_fs && their_pid.chars().all(|c| c.is_ascii_digit()) && !pid_runs(their_pid)
+}
+
+/// True when `/proc` shows the process running: present and not a zombie (a process killed
+/// with `kill -9` and not yet reaped by its parent has ended all the same).
+fn pid_runs(pid: &str) -> bool {
+    match std::fs::read_to_string(Path::new("/proc").join(pid).join("stat")) {
+        // The state follows the command name in parentheses: `pid (comm) S ...`.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_none_or(|state| !matches!(state, 'Z' | 'X')),
+        Err(_) => Path::new("/proc").join(pid).exists(),
+    }
 }
 
 fn lease_from_env() -> Duration {
