@@ -29,7 +29,7 @@
 //! The engine-specific halves live in [`sqlite`] (the `rusqlite` side) and [`postgres`] (the
 //! PostgreSQL side: value conversion, the connection, the placeholder rewrite).
 
-mod postgres;
+pub mod postgres;
 mod sqlite;
 
 use std::cell::RefCell;
@@ -143,6 +143,10 @@ pub enum DbError {
     /// A parameter cannot be bound to the type the statement asks for.
     #[error("parameter: {0}")]
     Param(String),
+    /// The TLS options of a PostgreSQL URL cannot be honoured (an unknown `sslmode`, an
+    /// unreadable `sslrootcert`, no system roots).
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 impl DbError {
@@ -411,7 +415,8 @@ impl Db {
     }
 
     /// Connects to the PostgreSQL server at `url` (`postgres://user:password@host:port/db`;
-    /// libpq's URL options such as `connect_timeout` apply; no TLS).
+    /// libpq's URL options such as `connect_timeout` apply; TLS by `sslmode` and `sslrootcert`,
+    /// see [`postgres::tls`]).
     pub fn connect_postgres(url: &str) -> Result<Db, DbError> {
         let client = outside_runtime(|| pg_connect(url))?;
         Ok(Db {
@@ -758,6 +763,159 @@ mod tests {
         let tx = db.transaction().unwrap();
         tx.query("SELECT 1", &[]).unwrap();
         tx.commit().unwrap();
+    }
+
+    #[test]
+    fn tls_options_are_taken_out_of_the_url() {
+        use super::postgres::tls::{split_url, SslMode};
+        let t = split_url("postgres://u:pw@h/db?sslmode=verify-full&sslrootcert=%2Ftmp%2Fa%20b.crt&connect_timeout=3").unwrap();
+        assert_eq!(t.url, "postgres://u:pw@h/db?connect_timeout=3");
+        assert_eq!(t.mode, SslMode::VerifyFull);
+        assert_eq!(t.root_cert.as_deref(), Some(Path::new("/tmp/a b.crt")));
+        let t = split_url("postgres://h/db").unwrap();
+        assert_eq!(
+            (t.url.as_str(), t.mode, t.root_cert),
+            ("postgres://h/db", SslMode::Prefer, None)
+        );
+        assert_eq!(
+            split_url("postgres://h/db?sslmode=require").unwrap().url,
+            "postgres://h/db"
+        );
+        assert!(matches!(
+            split_url("postgres://h/db?sslmode=allow"),
+            Err(DbError::Tls(_))
+        ));
+        assert!(matches!(
+            split_url("postgres://h/db?sslcert=a.crt"),
+            Err(DbError::Tls(_))
+        ));
+    }
+
+    /// The rustls error under a failed connection, if any.
+    fn tls_cause(e: &DbError) -> Option<rustls::Error> {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(err) = cur {
+            if let Some(t) = err.downcast_ref::<rustls::Error>() {
+                return Some(t.clone());
+            }
+            if let Some(io) = err.downcast_ref::<std::io::Error>() {
+                if let Some(t) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                    return Some(t.clone());
+                }
+            }
+            cur = err.source();
+        }
+        None
+    }
+
+    /// A cluster with `ssl = on` that takes TCP connections over TLS only (`hostssl`), its
+    /// server certificate (for 127.0.0.1 and localhost) signed by a CA made here with `openssl`.
+    #[test]
+    fn postgres_over_tls_follows_sslmode() {
+        if crate::ledger::pg_support::cluster().is_none() {
+            return;
+        }
+        let certs = tempfile::tempdir().unwrap();
+        let cdir = certs.path().to_owned();
+        let script = r#"set -e
+cd "$1"
+ec="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+openssl req -x509 $ec -keyout ca.key -out ca.crt -days 2 -subj /CN=metergate-test-ca
+openssl req -x509 $ec -keyout other.key -out other-ca.crt -days 2 -subj /CN=metergate-other-ca
+openssl req $ec -keyout server.key -out server.csr -subj /CN=127.0.0.1
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext.cnf
+openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 -extfile ext.cnf
+"#;
+        let out = std::process::Command::new("sh")
+            .args(["-c", script, "certs"])
+            .arg(&cdir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cluster = crate::ledger::pg_support::start_with(&|data: &Path| {
+            for f in ["server.crt", "server.key"] {
+                std::fs::copy(cdir.join(f), data.join(f)).map_err(|e| e.to_string())?;
+            }
+            std::fs::set_permissions(
+                data.join("server.key"),
+                std::os::unix::fs::PermissionsExt::from_mode(0o600),
+            )
+            .map_err(|e| e.to_string())?;
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+            )
+            .map_err(|e| e.to_string())?;
+            Ok("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'".into())
+        })
+        .unwrap();
+        let base = cluster.url("postgres");
+        let ca = cdir.join("ca.crt");
+        let other = cdir.join("other-ca.crt");
+        let in_tls = |url: &str| -> Result<bool, DbError> {
+            let db = Db::open(url)?;
+            db.query_opt(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )?
+            .ok_or_else(|| DbError::Tls("no pg_stat_ssl row".into()))?
+            .get(0)
+        };
+
+        // libpq's default (prefer) and require: TLS, no certificate check.
+        assert!(in_tls(&base).unwrap());
+        assert!(in_tls(&format!("{base}?sslmode=require")).unwrap());
+        // verify-ca / verify-full against the right CA.
+        let full = format!("{base}?sslmode=verify-full&sslrootcert={}", ca.display());
+        assert!(in_tls(&full).unwrap());
+        assert!(in_tls(&format!(
+            "{base}?sslmode=verify-ca&sslrootcert={}",
+            ca.display()
+        ))
+        .unwrap());
+        // A CA that did not sign the server's certificate: refused, by rustls, before login.
+        for mode in ["verify-full", "verify-ca", "require"] {
+            let url = format!("{base}?sslmode={mode}&sslrootcert={}", other.display());
+            let e = Db::open(&url).err().unwrap();
+            eprintln!(
+                "sslmode={mode} with the wrong CA: {}",
+                crate::ledger::with_causes(&e)
+            );
+            assert!(
+                matches!(
+                    tls_cause(&e),
+                    Some(rustls::Error::InvalidCertificate(
+                        rustls::CertificateError::UnknownIssuer
+                    ))
+                ),
+                "{e:?}"
+            );
+        }
+        // Without TLS the server (hostssl only) has no entry for us.
+        let e = Db::open(&format!("{base}?sslmode=disable")).err().unwrap();
+        eprintln!(
+            "sslmode=disable against hostssl only: {}",
+            crate::ledger::with_causes(&e)
+        );
+        match &e {
+            DbError::Postgres(pe) => assert_eq!(
+                pe.code(),
+                Some(&::postgres::error::SqlState::INVALID_AUTHORIZATION_SPECIFICATION),
+                "{e:?}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // An unreadable sslrootcert is a clear TLS error.
+        let e = Db::open(&format!(
+            "{base}?sslmode=verify-full&sslrootcert=/nonexistent/ca.crt"
+        ))
+        .err()
+        .unwrap();
+        assert!(matches!(e, DbError::Tls(_)), "{e:?}");
     }
 
     #[test]

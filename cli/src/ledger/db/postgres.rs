@@ -12,6 +12,8 @@ use postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 
 use super::{DbError, Row, Value};
 
+pub mod tls;
+
 /// Rewrites SQLite's placeholders (`?N`, and bare `?` numbered in order) to PostgreSQL's
 /// `$N`, leaving quoted strings, quoted identifiers and comments alone.
 pub fn rewrite_placeholders(sql: &str) -> String {
@@ -163,14 +165,19 @@ pub(super) struct Pg {
 }
 
 pub(super) fn pg_connect(url: &str) -> Result<postgres::Client, DbError> {
-    let mut config: postgres::Config = url.parse()?;
+    let target = tls::split_url(url)?;
+    let mut config: postgres::Config = target.url.parse()?;
+    config.ssl_mode(tls::client_mode(target.mode));
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
     if config.get_application_name().is_none() {
         config.application_name("metergate");
     }
-    Ok(config.connect(postgres::NoTls)?)
+    Ok(match tls::connector(&target)? {
+        Some(tls) => config.connect(tls)?,
+        None => config.connect(postgres::NoTls)?,
+    })
 }
 
 impl Pg {
