@@ -301,6 +301,14 @@ fn init_data(bin: &Path, user: Option<&str>, data: &Path) -> Result<(), String> 
 }
 
 fn start() -> Result<Cluster, String> {
+    start_with(&|_| Ok(String::new()))
+}
+
+/// Starts another cluster of this test process (besides [`cluster`]'s) after `setup` has run on
+/// its fresh data dir: `setup` writes files there (certificates, `pg_hba.conf`; they are then
+/// handed to the server's OS user) and returns lines for `postgresql.conf` (say `ssl = on`).
+/// It is stopped and removed when the test process ends.
+pub fn start_with(setup: &dyn Fn(&Path) -> Result<String, String>) -> Result<Cluster, String> {
     let t0 = Instant::now();
     let bin = find_bin().ok_or_else(|| {
         format!("{MISSING} (no initdb/pg_ctl in $METERGATE_PG_BIN, on PATH or in /usr/lib/postgresql/*/bin)")
@@ -330,9 +338,15 @@ fn start() -> Result<Cluster, String> {
     let data = dir.join("data");
     init_data(&bin, user.as_deref(), &data)?;
     let initdb_secs = t0.elapsed().as_secs_f64();
+    let extra = setup(&data)?;
+    if let Some(u) = &user {
+        let mut c = Command::new("chown");
+        c.arg("-R").arg(u).arg(&data);
+        run(c, "chown -R")?;
+    }
     let conf = format!(
         "\n# metergate tests\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
-         fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 200\n",
+         fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 200\n{extra}\n",
         dir.display()
     );
     let mut f = std::fs::OpenOptions::new()

@@ -26,14 +26,20 @@
 //! Locations: a string starting with `postgres://` or `postgresql://` selects PostgreSQL,
 //! anything else is a SQLite file path. [`mask_location`] hides the password for messages.
 
+//! The engine-specific halves live in [`sqlite`] (the `rusqlite` side) and [`postgres`] (the
+//! PostgreSQL side: value conversion, the connection, the placeholder rewrite).
+
+pub mod postgres;
+mod sqlite;
+
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
-use std::time::Duration;
 
-use bytes::BytesMut;
-use postgres::types::{to_sql_checked, IsNull, ToSql, Type};
+pub use self::postgres::rewrite_placeholders;
+use self::postgres::{outside_runtime, pg_call, pg_connect, Pg};
+use self::sqlite::{sqlite_execute, sqlite_query};
 
 /// Which database engine a connection talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -117,68 +123,6 @@ pub fn mask_location(location: &str) -> String {
     out
 }
 
-/// Rewrites SQLite's placeholders (`?N`, and bare `?` numbered in order) to PostgreSQL's
-/// `$N`, leaving quoted strings, quoted identifiers and comments alone.
-pub fn rewrite_placeholders(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len() + 8);
-    let mut chars = sql.chars().peekable();
-    let mut next_bare = 1usize;
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' | '"' => {
-                out.push(c);
-                // A doubled quote inside is an escaped quote: leaving and re-entering the
-                // quoted state on it gives the same result.
-                for d in chars.by_ref() {
-                    out.push(d);
-                    if d == c {
-                        break;
-                    }
-                }
-            }
-            '-' if chars.peek() == Some(&'-') => {
-                out.push(c);
-                for d in chars.by_ref() {
-                    out.push(d);
-                    if d == '\n' {
-                        break;
-                    }
-                }
-            }
-            '/' if chars.peek() == Some(&'*') => {
-                out.push(c);
-                let mut prev = '\0';
-                for d in chars.by_ref() {
-                    out.push(d);
-                    if prev == '*' && d == '/' {
-                        break;
-                    }
-                    prev = d;
-                }
-            }
-            '?' => {
-                let mut digits = String::new();
-                while let Some(d) = chars.peek().copied().filter(char::is_ascii_digit) {
-                    digits.push(d);
-                    chars.next();
-                }
-                out.push('$');
-                if digits.is_empty() {
-                    out.push_str(&next_bare.to_string());
-                    next_bare += 1;
-                } else {
-                    if let Ok(n) = digits.parse::<usize>() {
-                        next_bare = next_bare.max(n + 1);
-                    }
-                    out.push_str(&digits);
-                }
-            }
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
 /// Why a database call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -187,7 +131,7 @@ pub enum DbError {
     Sqlite(#[from] rusqlite::Error),
     /// PostgreSQL failed (or could not be reached).
     #[error("{0}")]
-    Postgres(#[from] postgres::Error),
+    Postgres(#[from] ::postgres::Error),
     /// A column held a value of another type than asked for.
     #[error("column {index}: {message}")]
     Column {
@@ -199,6 +143,10 @@ pub enum DbError {
     /// A parameter cannot be bound to the type the statement asks for.
     #[error("parameter: {0}")]
     Param(String),
+    /// The TLS options of a PostgreSQL URL cannot be honoured (an unknown `sslmode`, an
+    /// unreadable `sslrootcert`, no system roots).
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 impl DbError {
@@ -209,7 +157,9 @@ impl DbError {
                 e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
                     || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
             }
-            DbError::Postgres(e) => e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION),
+            DbError::Postgres(e) => {
+                e.code() == Some(&::postgres::error::SqlState::UNIQUE_VIOLATION)
+            }
             _ => false,
         }
     }
@@ -441,312 +391,9 @@ pub trait Exec {
     fn batch(&self, sql: &str) -> Result<(), DbError>;
 }
 
-impl rusqlite::ToSql for Value {
-    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-        use rusqlite::types::{ToSqlOutput, ValueRef};
-        Ok(match self {
-            Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
-            Value::Int(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
-            Value::Bool(b) => ToSqlOutput::Borrowed(ValueRef::Integer(i64::from(*b))),
-            Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
-        })
-    }
-}
-
 fn values(params: &[&dyn ToValue]) -> Vec<Value> {
     params.iter().map(|p| p.to_value()).collect()
 }
-
-fn sqlite_execute(
-    conn: &rusqlite::Connection,
-    sql: &str,
-    params: &[&dyn ToValue],
-) -> Result<u64, DbError> {
-    let mut st = conn.prepare_cached(sql)?;
-    let n = st.execute(rusqlite::params_from_iter(values(params)))?;
-    Ok(n as u64)
-}
-
-fn sqlite_query(
-    conn: &rusqlite::Connection,
-    sql: &str,
-    params: &[&dyn ToValue],
-) -> Result<Vec<Row>, DbError> {
-    use rusqlite::types::ValueRef;
-    let mut st = conn.prepare_cached(sql)?;
-    let n = st.column_count();
-    let mut rows = st.query(rusqlite::params_from_iter(values(params)))?;
-    let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
-        let mut vals = Vec::with_capacity(n);
-        for i in 0..n {
-            vals.push(match r.get_ref(i)? {
-                ValueRef::Null => Value::Null,
-                ValueRef::Integer(x) => Value::Int(x),
-                // No ledger column is REAL; an expression that yields one reads as its text.
-                ValueRef::Real(x) => Value::Text(x.to_string()),
-                ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
-                ValueRef::Blob(_) => {
-                    return Err(DbError::Column {
-                        index: i,
-                        message: "a blob (no ledger column holds one)".into(),
-                    })
-                }
-            });
-        }
-        out.push(Row { values: vals });
-    }
-    Ok(out)
-}
-
-impl Exec for rusqlite::Connection {
-    fn engine(&self) -> Engine {
-        Engine::Sqlite
-    }
-    fn execute(&self, sql: &str, params: &[&dyn ToValue]) -> Result<u64, DbError> {
-        sqlite_execute(self, sql, params)
-    }
-    fn query(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Vec<Row>, DbError> {
-        sqlite_query(self, sql, params)
-    }
-    fn batch(&self, sql: &str) -> Result<(), DbError> {
-        Ok(self.execute_batch(sql)?)
-    }
-}
-
-impl Exec for rusqlite::Transaction<'_> {
-    fn engine(&self) -> Engine {
-        Engine::Sqlite
-    }
-    fn execute(&self, sql: &str, params: &[&dyn ToValue]) -> Result<u64, DbError> {
-        sqlite_execute(self, sql, params)
-    }
-    fn query(&self, sql: &str, params: &[&dyn ToValue]) -> Result<Vec<Row>, DbError> {
-        sqlite_query(self, sql, params)
-    }
-    fn batch(&self, sql: &str) -> Result<(), DbError> {
-        Ok(self.execute_batch(sql)?)
-    }
-}
-
-impl ToSql for Value {
-    fn to_sql(
-        &self,
-        ty: &Type,
-        out: &mut BytesMut,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        let bad = |what: &str| -> Box<dyn std::error::Error + Sync + Send> {
-            Box::new(DbError::Param(format!(
-                "cannot bind {what} to a {ty} parameter"
-            )))
-        };
-        match self {
-            Value::Null => Ok(IsNull::Yes),
-            Value::Int(i) => match *ty {
-                Type::INT8 => i.to_sql(ty, out),
-                Type::INT4 => i32::try_from(*i)
-                    .map_err(|_| bad("a large integer"))?
-                    .to_sql(ty, out),
-                Type::INT2 => i16::try_from(*i)
-                    .map_err(|_| bad("a large integer"))?
-                    .to_sql(ty, out),
-                Type::BOOL => (*i != 0).to_sql(ty, out),
-                Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
-                    i.to_string().to_sql(ty, out)
-                }
-                _ => Err(bad("an integer")),
-            },
-            Value::Bool(b) => match *ty {
-                Type::BOOL => b.to_sql(ty, out),
-                Type::INT8 => i64::from(*b).to_sql(ty, out),
-                Type::INT4 => i32::from(*b).to_sql(ty, out),
-                Type::INT2 => i16::from(*b).to_sql(ty, out),
-                _ => Err(bad("a boolean")),
-            },
-            Value::Text(s) => match *ty {
-                Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
-                    s.as_str().to_sql(ty, out)
-                }
-                _ => Err(bad("text")),
-            },
-        }
-    }
-
-    fn accepts(_: &Type) -> bool {
-        true
-    }
-
-    to_sql_checked!();
-}
-
-fn pg_value(row: &postgres::Row, i: usize) -> Result<Value, DbError> {
-    let ty = row.columns()[i].type_().clone();
-    let v = match ty {
-        Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map(Value::Int),
-        Type::INT4 => row
-            .try_get::<_, Option<i32>>(i)?
-            .map(|x| Value::Int(i64::from(x))),
-        Type::INT2 => row
-            .try_get::<_, Option<i16>>(i)?
-            .map(|x| Value::Int(i64::from(x))),
-        Type::BOOL => row.try_get::<_, Option<bool>>(i)?.map(Value::Bool),
-        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
-            row.try_get::<_, Option<String>>(i)?.map(Value::Text)
-        }
-        other => {
-            return Err(DbError::Column {
-                index: i,
-                message: format!(
-                    "type {other} is not read by the ledger (CAST it to BIGINT or TEXT)"
-                ),
-            })
-        }
-    };
-    Ok(v.unwrap_or(Value::Null))
-}
-
-/// How long a PostgreSQL connection attempt may take when the URL sets no `connect_timeout`.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Prepared statements kept per PostgreSQL connection before the cache starts over.
-const PG_CACHE_LIMIT: usize = 512;
-
-struct Pg {
-    client: postgres::Client,
-    url: String,
-    statements: HashMap<String, postgres::Statement>,
-    in_tx: bool,
-}
-
-fn pg_connect(url: &str) -> Result<postgres::Client, DbError> {
-    let mut config: postgres::Config = url.parse()?;
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(CONNECT_TIMEOUT);
-    }
-    if config.get_application_name().is_none() {
-        config.application_name("metergate");
-    }
-    Ok(config.connect(postgres::NoTls)?)
-}
-
-impl Pg {
-    /// Reconnects a closed client (not inside a transaction: that one is lost with it).
-    fn ensure_open(&mut self) -> Result<(), DbError> {
-        if self.client.is_closed() && !self.in_tx {
-            tracing::warn!("the PostgreSQL connection was closed; connecting again");
-            self.client = pg_connect(&self.url)?;
-            self.statements.clear();
-        }
-        Ok(())
-    }
-
-    fn prepare(&mut self, sql: &str) -> Result<postgres::Statement, DbError> {
-        self.ensure_open()?;
-        if let Some(st) = self.statements.get(sql) {
-            return Ok(st.clone());
-        }
-        let st = self.client.prepare(&rewrite_placeholders(sql))?;
-        if self.statements.len() >= PG_CACHE_LIMIT {
-            self.statements.clear();
-        }
-        self.statements.insert(sql.to_owned(), st.clone());
-        Ok(st)
-    }
-
-    fn execute(&mut self, sql: &str, vals: &[Value]) -> Result<u64, DbError> {
-        let st = self.prepare(sql)?;
-        let refs: Vec<&(dyn ToSql + Sync)> = vals.iter().map(|v| v as _).collect();
-        Ok(self.client.execute(&st, &refs)?)
-    }
-
-    /// Runs a query; a read outside a transaction that fails because the connection was
-    /// lost runs once more on a new connection (a write is never repeated: the caller
-    /// decides, and the next call reconnects).
-    fn query(&mut self, sql: &str, vals: &[Value]) -> Result<Vec<Row>, DbError> {
-        match self.query_once(sql, vals) {
-            Err(e) if !self.in_tx && e.is_connection_lost() && is_read(sql) => {
-                tracing::warn!("the PostgreSQL connection was lost; connecting again");
-                self.reconnect()?;
-                self.query_once(sql, vals)
-            }
-            r => r,
-        }
-    }
-
-    fn reconnect(&mut self) -> Result<(), DbError> {
-        self.client = pg_connect(&self.url)?;
-        self.statements.clear();
-        Ok(())
-    }
-
-    fn query_once(&mut self, sql: &str, vals: &[Value]) -> Result<Vec<Row>, DbError> {
-        let st = self.prepare(sql)?;
-        let refs: Vec<&(dyn ToSql + Sync)> = vals.iter().map(|v| v as _).collect();
-        let rows = self.client.query(&st, &refs)?;
-        rows.iter()
-            .map(|r| {
-                (0..r.len())
-                    .map(|i| pg_value(r, i))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map(|values| Row { values })
-            })
-            .collect()
-    }
-
-    fn batch(&mut self, sql: &str) -> Result<(), DbError> {
-        self.ensure_open()?;
-        Ok(self.client.batch_execute(sql)?)
-    }
-
-    /// Starts a transaction; a connection found lost here is replaced once (nothing was
-    /// done on it yet).
-    fn begin(&mut self) -> Result<(), DbError> {
-        let r = match self.batch("BEGIN") {
-            Err(e) if e.is_connection_lost() => {
-                tracing::warn!("the PostgreSQL connection was lost; connecting again");
-                self.reconnect()?;
-                self.batch("BEGIN")
-            }
-            r => r,
-        };
-        self.in_tx = r.is_ok();
-        r
-    }
-}
-
-/// True for a statement that only reads (`SELECT ...`; `WITH ... SELECT` is not counted).
-fn is_read(sql: &str) -> bool {
-    sql.trim_start()
-        .split(|c: char| !c.is_ascii_alphabetic())
-        .next()
-        .is_some_and(|w| w.eq_ignore_ascii_case("select"))
-}
-
-/// Runs `f` where the synchronous PostgreSQL client may block: the client drives its own
-/// runtime, which cannot start inside another one. Outside any runtime (the ledger's own
-/// threads, `spawn_blocking`) it runs as is; on a multi-thread runtime's worker it runs in
-/// `block_in_place`; on a current-thread runtime, on a scoped thread.
-fn outside_runtime<T: Send, F: FnOnce() -> T + Send>(f: F) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current().map(|h| h.runtime_flavor()) {
-        Err(_) => f(),
-        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        Ok(_) => std::thread::scope(|s| match s.spawn(f).join() {
-            Ok(v) => v,
-            Err(p) => std::panic::resume_unwind(p),
-        }),
-    }
-}
-
-/// Runs one step on the PostgreSQL connection (see [`outside_runtime`]).
-fn pg_call<T: Send>(
-    pg: &RefCell<Pg>,
-    f: impl FnOnce(&mut Pg) -> Result<T, DbError> + Send,
-) -> Result<T, DbError> {
-    let mut guard = pg.borrow_mut();
-    let pg: &mut Pg = &mut guard;
-    outside_runtime(move || f(pg))
-}
-
 enum Inner {
     Sqlite(rusqlite::Connection),
     Postgres(Box<RefCell<Pg>>),
@@ -768,7 +415,8 @@ impl Db {
     }
 
     /// Connects to the PostgreSQL server at `url` (`postgres://user:password@host:port/db`;
-    /// libpq's URL options such as `connect_timeout` apply; no TLS).
+    /// libpq's URL options such as `connect_timeout` apply; TLS by `sslmode` and `sslrootcert`,
+    /// see [`postgres::tls`]).
     pub fn connect_postgres(url: &str) -> Result<Db, DbError> {
         let client = outside_runtime(|| pg_connect(url))?;
         Ok(Db {
@@ -922,6 +570,7 @@ impl Exec for Tx<'_> {
 
 #[cfg(test)]
 mod tests {
+    use super::postgres::is_read;
     use super::*;
 
     #[test]
@@ -1114,6 +763,159 @@ mod tests {
         let tx = db.transaction().unwrap();
         tx.query("SELECT 1", &[]).unwrap();
         tx.commit().unwrap();
+    }
+
+    #[test]
+    fn tls_options_are_taken_out_of_the_url() {
+        use super::postgres::tls::{split_url, SslMode};
+        let t = split_url("postgres://u:pw@h/db?sslmode=verify-full&sslrootcert=%2Ftmp%2Fa%20b.crt&connect_timeout=3").unwrap();
+        assert_eq!(t.url, "postgres://u:pw@h/db?connect_timeout=3");
+        assert_eq!(t.mode, SslMode::VerifyFull);
+        assert_eq!(t.root_cert.as_deref(), Some(Path::new("/tmp/a b.crt")));
+        let t = split_url("postgres://h/db").unwrap();
+        assert_eq!(
+            (t.url.as_str(), t.mode, t.root_cert),
+            ("postgres://h/db", SslMode::Prefer, None)
+        );
+        assert_eq!(
+            split_url("postgres://h/db?sslmode=require").unwrap().url,
+            "postgres://h/db"
+        );
+        assert!(matches!(
+            split_url("postgres://h/db?sslmode=allow"),
+            Err(DbError::Tls(_))
+        ));
+        assert!(matches!(
+            split_url("postgres://h/db?sslcert=a.crt"),
+            Err(DbError::Tls(_))
+        ));
+    }
+
+    /// The rustls error under a failed connection, if any.
+    fn tls_cause(e: &DbError) -> Option<rustls::Error> {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(err) = cur {
+            if let Some(t) = err.downcast_ref::<rustls::Error>() {
+                return Some(t.clone());
+            }
+            if let Some(io) = err.downcast_ref::<std::io::Error>() {
+                if let Some(t) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                    return Some(t.clone());
+                }
+            }
+            cur = err.source();
+        }
+        None
+    }
+
+    /// A cluster with `ssl = on` that takes TCP connections over TLS only (`hostssl`), its
+    /// server certificate (for 127.0.0.1 and localhost) signed by a CA made here with `openssl`.
+    #[test]
+    fn postgres_over_tls_follows_sslmode() {
+        if crate::ledger::pg_support::cluster().is_none() {
+            return;
+        }
+        let certs = tempfile::tempdir().unwrap();
+        let cdir = certs.path().to_owned();
+        let script = r#"set -e
+cd "$1"
+ec="-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+openssl req -x509 $ec -keyout ca.key -out ca.crt -days 2 -subj /CN=metergate-test-ca
+openssl req -x509 $ec -keyout other.key -out other-ca.crt -days 2 -subj /CN=metergate-other-ca
+openssl req $ec -keyout server.key -out server.csr -subj /CN=127.0.0.1
+printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext.cnf
+openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 -extfile ext.cnf
+"#;
+        let out = std::process::Command::new("sh")
+            .args(["-c", script, "certs"])
+            .arg(&cdir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cluster = crate::ledger::pg_support::start_with(&|data: &Path| {
+            for f in ["server.crt", "server.key"] {
+                std::fs::copy(cdir.join(f), data.join(f)).map_err(|e| e.to_string())?;
+            }
+            std::fs::set_permissions(
+                data.join("server.key"),
+                std::os::unix::fs::PermissionsExt::from_mode(0o600),
+            )
+            .map_err(|e| e.to_string())?;
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+            )
+            .map_err(|e| e.to_string())?;
+            Ok("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'".into())
+        })
+        .unwrap();
+        let base = cluster.url("postgres");
+        let ca = cdir.join("ca.crt");
+        let other = cdir.join("other-ca.crt");
+        let in_tls = |url: &str| -> Result<bool, DbError> {
+            let db = Db::open(url)?;
+            db.query_opt(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )?
+            .ok_or_else(|| DbError::Tls("no pg_stat_ssl row".into()))?
+            .get(0)
+        };
+
+        // libpq's default (prefer) and require: TLS, no certificate check.
+        assert!(in_tls(&base).unwrap());
+        assert!(in_tls(&format!("{base}?sslmode=require")).unwrap());
+        // verify-ca / verify-full against the right CA.
+        let full = format!("{base}?sslmode=verify-full&sslrootcert={}", ca.display());
+        assert!(in_tls(&full).unwrap());
+        assert!(in_tls(&format!(
+            "{base}?sslmode=verify-ca&sslrootcert={}",
+            ca.display()
+        ))
+        .unwrap());
+        // A CA that did not sign the server's certificate: refused, by rustls, before login.
+        for mode in ["verify-full", "verify-ca", "require"] {
+            let url = format!("{base}?sslmode={mode}&sslrootcert={}", other.display());
+            let e = Db::open(&url).err().unwrap();
+            eprintln!(
+                "sslmode={mode} with the wrong CA: {}",
+                crate::ledger::with_causes(&e)
+            );
+            assert!(
+                matches!(
+                    tls_cause(&e),
+                    Some(rustls::Error::InvalidCertificate(
+                        rustls::CertificateError::UnknownIssuer
+                    ))
+                ),
+                "{e:?}"
+            );
+        }
+        // Without TLS the server (hostssl only) has no entry for us.
+        let e = Db::open(&format!("{base}?sslmode=disable")).err().unwrap();
+        eprintln!(
+            "sslmode=disable against hostssl only: {}",
+            crate::ledger::with_causes(&e)
+        );
+        match &e {
+            DbError::Postgres(pe) => assert_eq!(
+                pe.code(),
+                Some(&::postgres::error::SqlState::INVALID_AUTHORIZATION_SPECIFICATION),
+                "{e:?}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // An unreadable sslrootcert is a clear TLS error.
+        let e = Db::open(&format!(
+            "{base}?sslmode=verify-full&sslrootcert=/nonexistent/ca.crt"
+        ))
+        .err()
+        .unwrap();
+        assert!(matches!(e, DbError::Tls(_)), "{e:?}");
     }
 
     #[test]
