@@ -269,13 +269,7 @@ impl Scheduler {
         let mut live: Vec<(Deadline, LedgerRow)> = Vec::new();
         // Rows another agent holds under a live lease are its to send or end: the claim in
         // submit::send_rows would skip them anyway, and ending them here could race its call.
-        let sending: Vec<i64> = rows
-            .iter()
-            .filter(|r| r.status == Status::Sending)
-            .map(|r| r.id)
-            .collect();
-        let held = ledger.held_elsewhere(&sending)?;
-        for r in rows.into_iter().filter(|r| !held.contains(&r.id)) {
+        for r in ledger.without_held_elsewhere(rows)? {
             let d = submit::row_deadline(&r, contracts, settings, now);
             if d.hard && d.at < now {
                 late.push((r.id, submit::late_outcome(&r, false, &d)));

@@ -1333,6 +1333,21 @@ impl Ledger {
         Ok(out)
     }
 
+    /// `rows` without those another live sender holds ([`Ledger::held_elsewhere`]): what a
+    /// sender may send or end itself.
+    pub fn without_held_elsewhere(
+        &self,
+        rows: Vec<LedgerRow>,
+    ) -> Result<Vec<LedgerRow>, LedgerError> {
+        let sending: Vec<i64> = rows
+            .iter()
+            .filter(|r| r.status == Status::Sending)
+            .map(|r| r.id)
+            .collect();
+        let held = self.held_elsewhere(&sending)?;
+        Ok(rows.into_iter().filter(|r| !held.contains(&r.id)).collect())
+    }
+
     /// Records end states, all in one transaction, and lets go of their leases. Rows not in
     /// `pending`/`sending` are left alone (an end state is never overwritten).
     pub fn finish(&mut self, outcomes: &[(i64, Outcome)]) -> Result<(), LedgerError> {

@@ -533,13 +533,7 @@ pub fn expire_late(
     let mut keep = Vec::with_capacity(rows.len());
     let mut ended = Vec::new();
     // Rows another live sender holds are its to send or end.
-    let sending: Vec<i64> = rows
-        .iter()
-        .filter(|r| r.status == Status::Sending)
-        .map(|r| r.id)
-        .collect();
-    let held = ledger.held_elsewhere(&sending)?;
-    for r in rows.into_iter().filter(|r| !held.contains(&r.id)) {
+    for r in ledger.without_held_elsewhere(rows)? {
         let d = row_deadline(&r, contracts, settings, now);
         if d.hard && d.at < now {
             ended.push((r.id, late_outcome(&r, false, &d)));
