@@ -9,40 +9,12 @@ mod serve_support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use chrono::{Duration as CDuration, Utc};
 use serde_json::{json, Value};
-use serve_support::{command, Server};
+use serve_support::{
+    command, hour_ago, intake_contracts as contracts, intake_record as record, Server,
+};
 
 const TOKEN: &str = "test-token-1";
-
-fn hour_ago() -> String {
-    let t =
-        metergate_core::time::hour_floor(Utc::now()) - CDuration::hours(1) + CDuration::minutes(7);
-    metergate_core::time::format_rfc3339(t)
-}
-
-fn contracts(dir: &Path) -> PathBuf {
-    let start = metergate_core::time::format_rfc3339(Utc::now() - CDuration::days(30));
-    let c = json!([{
-        "marketplace": "aws", "product": "prod-a", "customer": "cust-1",
-        "status": "active", "starts_at": start,
-        "dimensions": [{"name": "api_calls"}, {"name": "seats"}]
-    }, {
-        "marketplace": "aws", "product": "prod-a", "customer": "cust-2",
-        "status": "active", "starts_at": start,
-        "dimensions": [{"name": "api_calls"}, {"name": "seats"}]
-    }]);
-    let p = dir.join("contracts.json");
-    std::fs::write(&p, serde_json::to_string_pretty(&c).unwrap()).unwrap();
-    p
-}
-
-fn record(customer: &str, dim: &str, q: i64, id: &str) -> Value {
-    json!({
-        "marketplace": "aws", "product": "prod-a", "customer": customer,
-        "dimension": dim, "quantity": q, "start_time": hour_ago(), "record_id": id
-    })
-}
 
 struct Fixture {
     server: Server,

@@ -21,14 +21,14 @@ mod serve_support;
 mod submit_support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{Duration as CDuration, Utc};
-use serde_json::{json, Value};
-use serve_support::{request, try_request, Reply, Server};
+use serde_json::json;
+use serve_support::{
+    intake_contracts, intake_record as record, request, try_request, Reply, Server,
+};
 use submit_support::{count, env_num, generate, metergate_cmd, Peer};
 
 const TOKEN: &str = "two-agent-token";
@@ -265,35 +265,6 @@ fn two_agents_one_killed_at_random_send_everything_once() {
         data.expected.len(),
         "one row per record: {states:?}"
     );
-}
-
-fn hour_ago() -> String {
-    let t =
-        metergate_core::time::hour_floor(Utc::now()) - CDuration::hours(1) + CDuration::minutes(7);
-    metergate_core::time::format_rfc3339(t)
-}
-
-fn intake_contracts(dir: &Path) -> PathBuf {
-    let start = metergate_core::time::format_rfc3339(Utc::now() - CDuration::days(30));
-    let c = json!([{
-        "marketplace": "aws", "product": "prod-a", "customer": "cust-1",
-        "status": "active", "starts_at": start,
-        "dimensions": [{"name": "api_calls"}, {"name": "seats"}]
-    }, {
-        "marketplace": "aws", "product": "prod-a", "customer": "cust-2",
-        "status": "active", "starts_at": start,
-        "dimensions": [{"name": "api_calls"}, {"name": "seats"}]
-    }]);
-    let p = dir.join("contracts.json");
-    std::fs::write(&p, serde_json::to_string_pretty(&c).unwrap()).unwrap();
-    p
-}
-
-fn record(customer: &str, dim: &str, q: i64, id: &str) -> Value {
-    json!({
-        "marketplace": "aws", "product": "prod-a", "customer": customer,
-        "dimension": dim, "quantity": q, "start_time": hour_ago(), "record_id": id
-    })
 }
 
 /// Two agents on one fresh database, sending nothing (the send interval is an hour).

@@ -332,3 +332,37 @@ fn dechunk(mut s: &str) -> String {
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
+
+/// The start of usage for intake tests: seven minutes into the last complete hour.
+pub fn hour_ago() -> String {
+    let t = metergate_core::time::hour_floor(chrono::Utc::now()) - chrono::Duration::hours(1)
+        + chrono::Duration::minutes(7);
+    metergate_core::time::format_rfc3339(t)
+}
+
+/// Writes the intake tests' contracts (two active AWS customers of `prod-a`, dimensions
+/// `api_calls` and `seats`) into `dir` and returns the file.
+pub fn intake_contracts(dir: &Path) -> PathBuf {
+    let start =
+        metergate_core::time::format_rfc3339(chrono::Utc::now() - chrono::Duration::days(30));
+    let c = serde_json::json!([{
+        "marketplace": "aws", "product": "prod-a", "customer": "cust-1",
+        "status": "active", "starts_at": start,
+        "dimensions": [{"name": "api_calls"}, {"name": "seats"}]
+    }, {
+        "marketplace": "aws", "product": "prod-a", "customer": "cust-2",
+        "status": "active", "starts_at": start,
+        "dimensions": [{"name": "api_calls"}, {"name": "seats"}]
+    }]);
+    let p = dir.join("contracts.json");
+    std::fs::write(&p, serde_json::to_string_pretty(&c).unwrap()).unwrap();
+    p
+}
+
+/// One AWS usage record of `prod-a` at [`hour_ago`], as the intake takes it.
+pub fn intake_record(customer: &str, dim: &str, q: i64, id: &str) -> serde_json::Value {
+    serde_json::json!({
+        "marketplace": "aws", "product": "prod-a", "customer": customer,
+        "dimension": dim, "quantity": q, "start_time": hour_ago(), "record_id": id
+    })
+}
