@@ -164,17 +164,18 @@ async function run({ file, config, now }) {
       if (done) break;
       // In slices: each push's verdicts cross as one JSON text, and texts this short stay in
       // V8's young generation, collected at once, instead of piling up as large objects
-      // until a full collection.
+      // until a full collection. Progress is told per slice.
       for (let at = 0; at < value.length; at += PUSH_SLICE) {
-        take(session.push(value.subarray(at, at + PUSH_SLICE)));
+        const slice = value.subarray(at, at + PUSH_SLICE);
+        take(session.push(slice));
         lines.append(session.takeRowLines());
-      }
-      bytes += value.length;
-      const t = performance.now();
-      if (t - lastPost > 100) {
-        lastPost = t;
-        const pct = Math.min(100, Math.round((bytes / size) * 100));
-        progress(`Validating: ${pct} % of the file, ${lines.n.toLocaleString('en-US')} rows so far (duplicates are checked across the whole file)…`, 5 + (85 * bytes) / size, { bytes, total: size });
+        bytes += slice.length;
+        const t = performance.now();
+        if (t - lastPost > 100) {
+          lastPost = t;
+          const pct = Math.min(100, Math.round((bytes / size) * 100));
+          progress(`Validating: ${pct} % of the file, ${lines.n.toLocaleString('en-US')} rows so far (duplicates are checked across the whole file)…`, 5 + (85 * bytes) / size, { bytes, total: size });
+        }
       }
     }
     const end = session.finish();
