@@ -60,6 +60,9 @@ pub struct ServeOptions {
     pub policies: Vec<PathBuf>,
     /// How often the send loop runs.
     pub send_interval: Duration,
+    /// `[serve] lease`: how long this agent's claims hold (`None`: the ledger's default, or
+    /// `$METERGATE_LEASE_SECS`, which wins over the config).
+    pub lease: Option<Duration>,
     /// Run without a token (loopback addresses only).
     pub insecure_no_auth: bool,
     /// How to reach the marketplaces.
@@ -200,9 +203,16 @@ impl AgentState {
         self.stopping.load(Ordering::SeqCst)
     }
 
-    /// Opens a connection to the ledger (one per task).
+    /// Opens a connection to the ledger (one per task), with `[serve] lease` applied unless
+    /// `$METERGATE_LEASE_SECS` is set.
     pub fn open_ledger(&self) -> Result<Ledger, LedgerError> {
-        Ledger::open(&self.options.ledger)
+        let mut ledger = Ledger::open(&self.options.ledger)?;
+        if let Some(lease) = self.options.lease {
+            if std::env::var_os(crate::ledger::LEASE_ENV).is_none() {
+                ledger.set_lease(lease);
+            }
+        }
+        Ok(ledger)
     }
 
     /// Runs `f` on a pooled ledger connection: an idle one when there is one, else a new
