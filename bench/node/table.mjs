@@ -24,6 +24,7 @@ const VARIANTS = [
 ];
 
 const floor = timed.get('floor');
+const browser = timed.get('browser');
 const fmtInt = (n) => Math.round(n).toLocaleString('en-US');
 const rate = (r) => r.records / r.seconds;
 const cpuRate = (r) => r.records / Math.max(r.cpu_seconds, 0.01);
@@ -61,7 +62,6 @@ if (browser) {
 out.push('');
 out.push('| what | checks | records/s (CPU) | records/s (wall) | CPU s | wall s | × floor | peak RSS (MiB) | verdicts |');
 out.push('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |');
-const browser = timed.get('browser');
 for (const [name, what, checks] of VARIANTS) {
   const r = timed.get(name);
   if (!r) continue;
