@@ -2306,7 +2306,10 @@ mod tests {
     fn ids(e: &[Enqueued]) -> Vec<i64> {
         e.iter()
             .map(|x| match x {
-                Enqueued::New(id) | Enqueued::Requeued(id) | Enqueued::Existing(id, _) => *id,
+                Enqueued::New(id)
+                | Enqueued::Requeued(id)
+                | Enqueued::Existing(id, _)
+                | Enqueued::Conflict(id) => *id,
             })
             .collect()
     }
