@@ -9,7 +9,9 @@
 //! `record_id` is claimed when its row is written ([`IntakeTx::store`]): the claim that finds
 //! the id taken gets the stored verdict, and the row written for it in this transaction is
 //! taken back. The transaction is `IMMEDIATE` (it holds SQLite's write lock from its start),
-//! so no other writer, in this process or another, can slip in between.
+//! so no other writer, in this process or another, can slip in between. The same insert meets
+//! the one-live-row-per-dedup-key index (see [`super`]): a record another agent stored the key
+//! of with another quantity is [`Stored::Conflict`], and nothing of it is kept.
 //!
 //! ## Group writes
 //! [`IntakeTx::store`] writes a whole group's accepted records at once, with multi-row

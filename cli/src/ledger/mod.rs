@@ -30,6 +30,20 @@
 //! another sender takes over once it runs out (a crashed agent's rows are re-sent with their
 //! stored wire values by the next).
 //!
+//! **One live row per dedup key.** Each sender judges new records against its own dedup state
+//! (the core's session, fed once from [`Ledger::history`]), which knows nothing of what another
+//! sender stored since. So the ledger itself keeps at most one *live* row (`pending`,
+//! `sending`, `accepted`, `duplicate`: the statuses [`Ledger::history`] returns,
+//! [`Status::counts_as_sent`]) per marketplace dedup key ([`dedup_key`], the core's
+//! [`metergate_core::dedup::key_text`]): a unique partial index on `dedup_key` (schema 7).
+//! Every insert is `ON CONFLICT DO NOTHING`; a record whose idempotency key is already there is
+//! a replay (as ever), one whose dedup key another live row holds with another quantity is
+//! not written ([`Enqueued::Conflict`], [`intake::Stored::Conflict`]) and gets the core's
+//! `duplicate-request` ([`metergate_core::Validator::shared_ledger_duplicate`]). A re-queue of
+//! a `rejected`, `failed` or `expired` row happens only when no other live row holds its key;
+//! otherwise the row stays as it ended. Rows whose `dedup_key` is NULL are the later live rows
+//! of a key that a ledger held twice before schema 7: kept as they were, outside the index.
+//!
 //! Schema versions are kept in `PRAGMA user_version` (SQLite) or the `schema_version` table
 //! (PostgreSQL) and applied in order by [`Ledger::open`].
 
@@ -68,6 +82,7 @@ pub const DEFAULT_LEDGER: &str = "metergate-ledger.sqlite";
 /// [`crate::agent::heartbeat`]). Migrations run with foreign keys off and are checked with
 /// `PRAGMA foreign_key_check` before they commit, as SQLite's documented table-rebuild
 /// procedure requires. Version 6 adds the claim leases (`lease_owner`, `lease_until`).
+/// Version 7 adds `dedup_key` and the one-live-row-per-key index (see [`dedup_backfill`]).
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE records (
