@@ -424,6 +424,19 @@ fn one_hour_with_two_quantities_on_both_agents_is_accepted_once() {
                 + chrono::Duration::minutes(7 + h),
         )
     };
+    // One record to each agent first (other keys): each builds its dedup state from the
+    // ledger on its first request, and keeps it; from now on neither knows what the other
+    // stores.
+    for (agent, customer) in [(0, "cust-1"), (1, "cust-2")] {
+        let body = json!({
+            "marketplace": "aws", "product": "prod-a", "customer": customer,
+            "dimension": "api_calls", "quantity": 1, "start_time": start(5),
+            "record_id": format!("warm-{agent}"),
+        })
+        .to_string();
+        let r = servers[agent].post("/v1/usage", Some(TOKEN), "application/json", &body);
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
     let addrs = [servers[0].addr.clone(), servers[1].addr.clone()];
     let replies: Vec<[Reply; 2]> = std::thread::scope(|sc| {
         let hs: Vec<_> = keys
@@ -503,16 +516,19 @@ fn one_hour_with_two_quantities_on_both_agents_is_accepted_once() {
         let status = s.terminate(Duration::from_secs(20));
         assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", s.logs());
     }
-    assert_eq!(states["accepted"] as usize, keys.len(), "{states:?}");
+    // The warm-up records are keys too.
+    winners.insert(("cust-1", "api_calls", 5), 1);
+    winners.insert(("cust-2", "api_calls", 5), 1);
+    assert_eq!(states["accepted"] as usize, winners.len(), "{states:?}");
     assert_eq!(
         rows(&url) as usize,
-        keys.len(),
+        winners.len(),
         "one row per key: {states:?}"
     );
     let records = peer.records();
     assert_eq!(
         records.len(),
-        keys.len(),
+        winners.len(),
         "each key received once: {records:?}"
     );
     let mut seen = BTreeMap::new();
