@@ -398,7 +398,7 @@ impl Writer {
         } else {
             tx.store(&g.items)?
         };
-        g.resolve(&stored);
+        g.resolve(&stored, validator);
         let answers = g.answer(&tx, &state.metrics)?;
         tx.commit()?;
         if g.unsure {
@@ -478,10 +478,24 @@ impl Group {
     }
 
     /// Settles every verdict once the group's records are stored.
-    fn resolve(&mut self, stored: &[Stored]) {
+    fn resolve(&mut self, stored: &[Stored], validator: &Validator) {
         for k in 0..self.recs.len() {
             match self.recs[k].fate {
                 Fate::Store(i) => {
+                    if let (Some(Stored::Conflict(first)), Some(row)) =
+                        (stored.get(i), self.items[i].row.as_ref())
+                    {
+                        // Another agent (or `submit`) stored the key with another quantity
+                        // after this session read the history: the core's duplicate-request.
+                        if let Some(f) = validator.shared_ledger_duplicate(&row.record, first) {
+                            let v = &mut self.recs[k].verdict;
+                            let mut findings = std::mem::take(&mut v.findings);
+                            findings.push(f);
+                            *v = Verdict::from_findings(v.index, v.record_id.take(), findings);
+                        }
+                        self.recs[k].fate = Fate::Judged;
+                        self.unsure = true;
+                    }
                     if let Some(Stored::Taken(first)) = stored.get(i) {
                         // Stored by an earlier request or another agent: its first verdict.
                         if let Ok(mut v) = serde_json::from_str::<Verdict>(first) {

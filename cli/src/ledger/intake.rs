@@ -9,7 +9,9 @@
 //! `record_id` is claimed when its row is written ([`IntakeTx::store`]): the claim that finds
 //! the id taken gets the stored verdict, and the row written for it in this transaction is
 //! taken back. The transaction is `IMMEDIATE` (it holds SQLite's write lock from its start),
-//! so no other writer, in this process or another, can slip in between.
+//! so no other writer, in this process or another, can slip in between. The same insert meets
+//! the one-live-row-per-dedup-key index (see [`super`]): a record another agent stored the key
+//! of with another quantity is [`Stored::Conflict`], and nothing of it is kept.
 //!
 //! ## Group writes
 //! [`IntakeTx::store`] writes a whole group's accepted records at once, with multi-row
@@ -21,9 +23,13 @@
 use std::sync::OnceLock;
 
 use metergate_core::time::format_rfc3339;
+use metergate_core::HistoryEntry;
 
 use super::db::{DbError, Exec, ToValue, Tx};
-use super::{db_err, enqueue_in, idempotency_key, now_text, Enqueued, Ledger, LedgerError, NewRow};
+use super::{
+    db_err, dedup_key, enqueue_in, history_entry_in, idempotency_key, now_text, Enqueued, Ledger,
+    LedgerError, NewRow,
+};
 
 /// The most rows one multi-row statement of [`IntakeTx::store`] writes.
 pub const CHUNK: usize = 64;
@@ -52,6 +58,11 @@ pub enum Stored {
     /// Its `record_id` was already taken (by an earlier request, or by another agent at the
     /// same moment): nothing of it is stored. The verdict given the first time.
     Taken(String),
+    /// Another live row holds its dedup key with another quantity (another sender sharing the
+    /// ledger stored it first; see [`Enqueued::Conflict`]): nothing of it is stored, its
+    /// `record_id` is not kept. That row, as dedup history, for the core's finding
+    /// ([`metergate_core::Validator::shared_ledger_duplicate`]).
+    Conflict(HistoryEntry),
 }
 
 /// A write transaction for a group of intake requests. Nothing is visible to other connections
@@ -214,10 +225,15 @@ impl IntakeTx<'_> {
     /// 3. the `written` transitions of the new rows;
     /// 4. rows whose key the ledger already held, one by one as [`Ledger::enqueue`] does
     ///    (a `rejected`, `failed` or `expired` row goes back to `pending`, any other stays).
-    ///    This comes after the claims, so a record whose id is taken changes nothing.
+    ///    This comes after the claims, so a record whose id is taken changes nothing. A row
+    ///    whose dedup key another live row holds with another quantity gets
+    ///    [`Stored::Conflict`], and its `record_id` claim is let go again.
     ///
-    /// On PostgreSQL (read committed) an insert that meets a key another agent's open
-    /// transaction has just written waits for that transaction: a key is stored once.
+    /// The insert of step 1 is `ON CONFLICT DO NOTHING` on every unique key: the idempotency
+    /// key, and the one live row per dedup key (a row it did not write goes to step 4). On
+    /// PostgreSQL (read committed) an insert that meets a key another agent's open
+    /// transaction has just written waits for that transaction: a key is stored once, and a
+    /// dedup key has one live row, whichever agent judged the record.
     pub fn store(&self, items: &[Accepted]) -> Result<Vec<Stored>, LedgerError> {
         let e = self.err();
         let mut out: Vec<Stored> = vec![Stored::Kept(None); items.len()];
@@ -349,10 +365,20 @@ impl IntakeTx<'_> {
             };
             let done = enqueue_in(&self.tx, &self.path, std::slice::from_ref(row))?;
             let Some(&done) = done.first() else { continue };
+            if let Enqueued::Conflict(live) = done {
+                out[i] = Stored::Conflict(history_entry_in(&self.tx, &self.path, live)?);
+                if let Some(id) = items[i].record_id.as_deref() {
+                    self.release_record(id)?;
+                }
+                continue;
+            }
             out[i] = Stored::Kept(Some(done));
             if let Some(id) = items[i].record_id.as_deref() {
                 let row = match done {
-                    Enqueued::New(r) | Enqueued::Requeued(r) | Enqueued::Existing(r, _) => r,
+                    Enqueued::New(r)
+                    | Enqueued::Requeued(r)
+                    | Enqueued::Existing(r, _)
+                    | Enqueued::Conflict(r) => r,
                 };
                 self.tx
                     .execute(
@@ -378,13 +404,14 @@ impl IntakeTx<'_> {
 }
 
 /// The parameters of one row in the multi-row `INSERT INTO records`.
-const RECORD_PARAMS: usize = 12;
+const RECORD_PARAMS: usize = 13;
 
 /// One row's column values for the multi-row insert, computed once.
 struct RowText<'a> {
     /// Position in the caller's items.
     item: usize,
     key: String,
+    dedup: String,
     row: &'a NewRow,
     marketplace: &'static str,
     start: String,
@@ -400,6 +427,7 @@ impl<'a> RowText<'a> {
         RowText {
             item,
             key: idempotency_key(r),
+            dedup: dedup_key(r),
             row,
             marketplace: r.marketplace.as_str(),
             start: format_rfc3339(r.start_time),
@@ -426,6 +454,7 @@ impl<'a> RowText<'a> {
             &r.record_id,
             &self.row.source,
             &self.wire,
+            &self.dedup,
         ]);
     }
 }
@@ -476,8 +505,8 @@ fn records_sql(n: usize) -> String {
     let width = RECORD_PARAMS;
     format!(
         "INSERT INTO records (idem_key, marketplace, product, customer, dimension, start_time, \
-         start_secs, end_time, quantity, record_id, source, wire, status, created_at, updated_at) \
-         VALUES {} ON CONFLICT (idem_key) DO NOTHING RETURNING id, idem_key",
+         start_secs, end_time, quantity, record_id, source, wire, dedup_key, status, created_at, \
+         updated_at) VALUES {} ON CONFLICT DO NOTHING RETURNING id, idem_key",
         values(n, width, |b| {
             let p: Vec<String> = (b..b + width).map(|i| format!("?{i}")).collect();
             format!("({}, 'pending', ?1, ?1)", p.join(", "))
