@@ -411,13 +411,12 @@ pub fn render(counters: &Counters, gauges: &LedgerGauges) -> String {
 }
 
 /// `GET /metrics` (open: it names no customer). The ledger is read on a blocking thread with
-/// its own connection.
+/// a pooled connection ([`AgentState::with_reader`]).
 pub async fn get_metrics(State(state): State<Arc<AgentState>>) -> Response {
     let st = Arc::clone(&state);
     let read = tokio::task::spawn_blocking(move || {
-        let ledger = st.open_ledger()?;
         let v = st.validator();
-        LedgerGauges::read(&ledger, v.contracts(), v.settings(), Utc::now())
+        st.with_reader(|ledger| LedgerGauges::read(ledger, v.contracts(), v.settings(), Utc::now()))
     })
     .await;
     match read {

@@ -13,8 +13,10 @@
 //! - [`import_loop`]: with `[import.orb]`, Orb's costs imported at start and on its schedule;
 //! - [`config`]: the config file, and the sections only the agent reads.
 //!
-//! Shared state is one [`AgentState`] behind an `Arc`. SQLite connections are per task: the
-//! intake writer, the send loop and each readiness probe open their own [`Ledger`].
+//! Shared state is one [`AgentState`] behind an `Arc`. Connections are per task: the intake
+//! writer and the send loop hold their own [`Ledger`]; the read-only endpoints (`/readyz`,
+//! `/metrics`, the status page) borrow one from a small pool ([`AgentState::with_reader`]),
+//! so a scrape does not pay for a new connection (a TCP connect and sign-in on PostgreSQL).
 
 pub mod alerts;
 pub mod auth;
@@ -59,6 +61,9 @@ pub struct ServeOptions {
     pub policies: Vec<PathBuf>,
     /// How often the send loop runs.
     pub send_interval: Duration,
+    /// `[serve] lease`: how long this agent's claims hold (`None`: the ledger's default, or
+    /// `$METERGATE_LEASE_SECS`, which wins over the config).
+    pub lease: Option<Duration>,
     /// Run without a token (loopback addresses only).
     pub insecure_no_auth: bool,
     /// How to reach the marketplaces.
@@ -143,7 +148,13 @@ pub struct AgentState {
     loop_tx: Mutex<mpsc::Sender<LoopMsg>>,
     intake: intake::IntakeHandle,
     stopping: AtomicBool,
+    /// Idle connections for the read-only endpoints (see [`AgentState::with_reader`]).
+    readers: Mutex<Vec<Ledger>>,
 }
+
+/// The most idle reader connections kept (concurrent readers beyond it open their own and
+/// close it after use).
+const IDLE_READERS: usize = 2;
 
 impl AgentState {
     /// The current validator (contracts, settings, policies).
@@ -193,9 +204,43 @@ impl AgentState {
         self.stopping.load(Ordering::SeqCst)
     }
 
-    /// Opens a connection to the ledger (one per task).
+    /// Opens a connection to the ledger (one per task), with `[serve] lease` applied unless
+    /// `$METERGATE_LEASE_SECS` is set.
     pub fn open_ledger(&self) -> Result<Ledger, LedgerError> {
-        Ledger::open(&self.options.ledger)
+        let mut ledger = Ledger::open(&self.options.ledger)?;
+        if let Some(lease) = self.options.lease {
+            if std::env::var_os(crate::ledger::LEASE_ENV).is_none() {
+                ledger.set_lease(lease);
+            }
+        }
+        Ok(ledger)
+    }
+
+    /// Runs `f` on a pooled ledger connection: an idle one when there is one, else a new
+    /// one. A connection whose call failed is dropped rather than returned, so a broken
+    /// connection (a restarted database) is never handed out twice. Blocking: call it from a
+    /// blocking thread.
+    pub fn with_reader<T, E: From<LedgerError>>(
+        &self,
+        f: impl FnOnce(&mut Ledger) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let idle = match self.readers.lock() {
+            Ok(mut g) => g.pop(),
+            Err(poisoned) => poisoned.into_inner().pop(),
+        };
+        let mut ledger = match idle {
+            Some(l) => l,
+            None => self.open_ledger()?,
+        };
+        let out = f(&mut ledger)?;
+        let mut g = match self.readers.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if g.len() < IDLE_READERS {
+            g.push(ledger);
+        }
+        Ok(out)
     }
 
     /// The intake writer.
@@ -292,6 +337,7 @@ async fn serve(opts: ServeOptions, loaded: config::Loaded) -> Result<(), AgentEr
         loop_tx: Mutex::new(loop_tx),
         intake,
         stopping: AtomicBool::new(false),
+        readers: Mutex::new(Vec::new()),
         options: opts,
     });
     let writer = intake::spawn_writer(Arc::clone(&state), ledger, intake_rx, nudge)?;
