@@ -31,7 +31,10 @@ fn arg(args: &[String], name: &str) -> Option<String> {
 
 fn num(args: &[String], name: &str, default: u64) -> u64 {
     arg(args, name)
-        .map(|v| v.parse().unwrap_or_else(|_| die(&format!("{name}: not a number: {v}"))))
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| die(&format!("{name}: not a number: {v}")))
+        })
         .unwrap_or(default)
 }
 
@@ -75,11 +78,16 @@ fn now_secs() -> u64 {
 }
 
 fn contracts(args: &[String]) {
-    let file = args.get(2).cloned().unwrap_or_else(|| die("contracts FILE"));
+    let file = args
+        .get(2)
+        .cloned()
+        .unwrap_or_else(|| die("contracts FILE"));
     let customers = num(args, "--customers", 2000);
     let dims = num(args, "--dims", 50);
     let start = rfc3339(now_secs() - 30 * 86_400);
-    let dim_list: Vec<String> = (0..dims).map(|d| format!("{{\"name\":\"d{d}\"}}")).collect();
+    let dim_list: Vec<String> = (0..dims)
+        .map(|d| format!("{{\"name\":\"d{d}\"}}"))
+        .collect();
     let dim_list = dim_list.join(",");
     let mut out = String::from("[\n");
     for c in 0..customers {
@@ -190,7 +198,11 @@ fn run(args: &[String]) {
     let addr = arg(args, "--addr").unwrap_or_else(|| die("--addr HOST:PORT"));
     let token = arg(args, "--token").unwrap_or_default();
     let mode = arg(args, "--mode").unwrap_or_else(|| "single".into());
-    let batch = if mode == "batch" { num(args, "--batch", 100) } else { 1 };
+    let batch = if mode == "batch" {
+        num(args, "--batch", 100)
+    } else {
+        1
+    };
     let requests = num(args, "--requests", 20_000);
     let conns = num(args, "--connections", 32);
     let dims = num(args, "--dims", 50);
@@ -205,8 +217,9 @@ fn run(args: &[String]) {
                 let body = if batch == 1 {
                     record(first, dims, hour0)
                 } else {
-                    let recs: Vec<String> =
-                        (first..first + batch).map(|n| record(n, dims, hour0)).collect();
+                    let recs: Vec<String> = (first..first + batch)
+                        .map(|n| record(n, dims, hour0))
+                        .collect();
                     format!("[{}]", recs.join(","))
                 };
                 request(&addr, &token, &body)
@@ -218,8 +231,12 @@ fn run(args: &[String]) {
     let started = Instant::now();
     let threads: Vec<_> = (0..conns)
         .map(|_| {
-            let (next, bad, addr, reqs) =
-                (Arc::clone(&next), Arc::clone(&bad), addr.clone(), Arc::clone(&reqs));
+            let (next, bad, addr, reqs) = (
+                Arc::clone(&next),
+                Arc::clone(&bad),
+                addr.clone(),
+                Arc::clone(&reqs),
+            );
             std::thread::spawn(move || {
                 let mut c = Conn::open(&addr);
                 let mut lat = Vec::with_capacity((requests / conns.max(1) + 1) as usize * 2);
