@@ -899,6 +899,9 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
 /// The environment variable that sets the lease in whole seconds (tests use a short one).
 pub const LEASE_ENV: &str = "METERGATE_LEASE_SECS";
 
+/// The page cache, in KiB, of a connection tuned by [`Ledger::tune_for_bulk_writes`].
+pub const WRITER_CACHE_KIB: u32 = 64 * 1024;
+
 /// An open ledger: a SQLite file or a PostgreSQL database (see [`db`]).
 pub struct Ledger {
     db: Db,
@@ -1124,6 +1127,52 @@ impl Ledger {
 
     fn err(&self) -> impl Fn(DbError) -> LedgerError + '_ {
         db_err(&self.path)
+    }
+
+    /// SQLite: whether this connection checkpoints the WAL itself when it passes 1,000
+    /// pages after a commit (SQLite's default: on). An agent turns it off on its intake
+    /// writer and runs [`Ledger::checkpoint`] on another connection, so no commit waits for
+    /// a checkpoint. Nothing on PostgreSQL.
+    pub fn set_auto_checkpoint(&mut self, on: bool) -> Result<(), LedgerError> {
+        let path = self.path.clone();
+        let Some(conn) = self.db.sqlite_mut() else {
+            return Ok(());
+        };
+        let pages = if on { 1000 } else { 0 };
+        conn.pragma_update(None, "wal_autocheckpoint", pages)
+            .map_err(|source| LedgerError::Sqlite { path, source })
+    }
+
+    /// SQLite: settings for a connection that writes many rows per transaction (the agent's
+    /// intake writer): a page cache of [`WRITER_CACHE_KIB`] KiB instead of SQLite's 2 MiB, so
+    /// the indexes' pages stay in memory as the ledger grows, and statement journals kept in
+    /// memory (`temp_store=MEMORY`) instead of spilling to a temporary file (a multi-row
+    /// `INSERT` that may fail halfway keeps one). Durability is unchanged: both are
+    /// per-connection caches. Nothing on PostgreSQL.
+    pub fn tune_for_bulk_writes(&mut self) -> Result<(), LedgerError> {
+        let path = self.path.clone();
+        let Some(conn) = self.db.sqlite_mut() else {
+            return Ok(());
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-{WRITER_CACHE_KIB};"
+        ))
+        .map_err(|source| LedgerError::Sqlite { path, source })
+    }
+
+    /// SQLite: a `PASSIVE` checkpoint: copies what it can of the WAL into the database file
+    /// without waiting for (or blocking) the writer or the readers. Returns the WAL's frames
+    /// and the frames copied so far. Nothing on PostgreSQL (`None`).
+    pub fn checkpoint(&mut self) -> Result<Option<(i64, i64)>, LedgerError> {
+        let path = self.path.clone();
+        let Some(conn) = self.db.sqlite_mut() else {
+            return Ok(None);
+        };
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        })
+        .map(Some)
+        .map_err(|source| LedgerError::Sqlite { path, source })
     }
 
     fn configure(&mut self) -> Result<(), LedgerError> {
