@@ -20,6 +20,7 @@
 
 pub mod alerts;
 pub mod auth;
+pub mod checkpoint;
 pub mod config;
 pub mod events;
 pub mod heartbeat;
@@ -292,7 +293,17 @@ async fn serve(opts: ServeOptions, loaded: config::Loaded) -> Result<(), AgentEr
     // [serve.events] (S3): a bad section stops the start, not the first event.
     events::check_config(&loaded.raw).map_err(AgentError::Config)?;
     // The ledger first: it is created and migrated before anything else uses it.
-    let ledger = Ledger::open(&opts.ledger)?;
+    let mut ledger = Ledger::open(&opts.ledger)?;
+    // SQLite: the intake writer's connection keeps a bigger page cache, and WAL checkpoints
+    // run on a connection of their own, never inside an intake commit (see `checkpoint`).
+    let checkpointer = if ledger.engine() == crate::ledger::db::Engine::Sqlite {
+        ledger.tune_for_bulk_writes()?;
+        ledger.set_auto_checkpoint(false)?;
+        Some(checkpoint::spawn(Ledger::open(&opts.ledger)?)?)
+    } else {
+        None
+    };
+    let (nudge, checkpointer) = checkpointer.unzip();
     let validator = build_validator(&opts, &loaded.settings)?;
     if validator.contracts().all().is_empty() {
         tracing::warn!("no contracts loaded (--contracts or the ledger's contract store): every record will be rejected; /readyz answers 503");
@@ -329,7 +340,7 @@ async fn serve(opts: ServeOptions, loaded: config::Loaded) -> Result<(), AgentEr
         readers: Mutex::new(Vec::new()),
         options: opts,
     });
-    let writer = intake::spawn_writer(Arc::clone(&state), ledger, intake_rx)?;
+    let writer = intake::spawn_writer(Arc::clone(&state), ledger, intake_rx, nudge)?;
     let sender = send_loop::spawn(Arc::clone(&state), loop_rx)?;
     let importer = match orb {
         Some(schedule) => Some(import_loop::ImportLoop::spawn(
@@ -378,6 +389,10 @@ async fn serve(opts: ServeOptions, loaded: config::Loaded) -> Result<(), AgentEr
             i.stop();
         }
         let _ = writer.join();
+        // The writer's nudge is gone with it: the checkpointer makes its last checkpoint.
+        if let Some(c) = checkpointer {
+            let _ = c.join();
+        }
         let _ = sender.join();
         // S4 observe: alerts of the last pass get a few seconds to reach the webhook.
         if !alerts.flush(std::time::Duration::from_secs(5)) {
