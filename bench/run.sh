@@ -3,7 +3,7 @@
 # write instead. See bench/README.md.
 #
 #   bash bench/run.sh            1,000,000 rows
-#   bash bench/run.sh --quick    100,000 rows (well under 2 minutes once everything is built)
+#   bash bench/run.sh --quick    100,000 rows (a few minutes once everything is built)
 #
 # Builds what is missing (release CLI, bench/floor, wasm/pkg, bench/node's npm ci), generates
 # bench/data/rows-N/ deterministically (bench/gen_data.mjs), measures every variant
@@ -149,10 +149,34 @@ node_bench wasm-objects "$here/node/metergate.mjs" objects "$data"
 node_bench papaparse-ajv "$here/node/alternatives.mjs" ajv "$data"
 node_bench papaparse-zod "$here/node/alternatives.mjs" zod "$data"
 
+# The web demo in Debian's Chromium (bench/browser.mjs: one run, it prints one JSON line with
+# its own timing, page JS heap and whole-browser PSS). Skipped when Chromium is missing.
+chromium_bin="${CHROMIUM:-/usr/bin/chromium}"
+if [ -x "$chromium_bin" ]; then
+    [ -d "$root/web-demo/node_modules/playwright-core" ] || (cd "$root/web-demo" && npm ci --no-audit --no-fund)
+    say "browser: the web demo in $chromium_bin"
+    CHROMIUM="$chromium_bin" node "$here/browser.mjs" "$data" >"$tmp/out" 2>"$tmp/err" || {
+        say "browser failed:"
+        cat "$tmp/err" >&2
+        exit 1
+    }
+    tail -n 1 "$tmp/out" >>"$results"
+    say "browser: $(tail -n 1 "$tmp/err")"
+else
+    say "browser: $chromium_bin is missing (scripts/setup.sh installs Debian's chromium): not measured"
+fi
+
 # --- the table --------------------------------------------------------------------------
 cpu="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
 node "$here/node/table.mjs" "$results" "$mode" "$rows" "$(nproc)" "${cpu:-unknown}" \
     "$(date -u '+%Y-%m-%d %H:%M UTC')" "$now" "$runs" >"$tmp/table.md"
 cat "$tmp/table.md"
-cp "$tmp/table.md" "$here/RESULTS.md"
+# The table replaces the top of RESULTS.md only: the serve section (bench/serve.sh) and the
+# hand-written notes after it stay as they are.
+if [ -f "$here/RESULTS.md" ] && grep -q '^<!-- serve:begin' "$here/RESULTS.md"; then
+    { cat "$tmp/table.md"; echo; sed -n '/^<!-- serve:begin/,$p' "$here/RESULTS.md"; } >"$tmp/results.md"
+    cp "$tmp/results.md" "$here/RESULTS.md"
+else
+    cp "$tmp/table.md" "$here/RESULTS.md"
+fi
 say "wrote bench/RESULTS.md"

@@ -268,6 +268,11 @@ export interface CsvSessionOptions {
   report?: "all" | "problems";
   /** Keys already submitted, so that re-sends are caught. */
   history?: HistoryEntry[];
+  /**
+   * Keep the first line of every row (all rows, whatever `report` says) for `takeRowLines()`:
+   * with `report: "problems"`, where the clean rows start in the file. Default false.
+   */
+  rowLines?: boolean;
 }
 
 /**
@@ -286,6 +291,12 @@ export class CsvSession {
   push(chunk: string | Uint8Array): CsvVerdict[];
   /** Ends the input: the verdict of a last row without a line break, and the counts of every row. */
   finish(): CsvReport;
+  /**
+   * The 1-based first line of every row read since the last call (or since the start), in
+   * row order, whatever `report` says; also after `finish()`. Empty unless the session was
+   * made with `rowLines: true`.
+   */
+  takeRowLines(): Float64Array;
   /** Bytes read so far (for progress). */
   readonly bytesRead: number;
   /** The counts so far. */

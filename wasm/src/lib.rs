@@ -10,7 +10,7 @@ pub mod engine;
 
 use std::sync::Arc;
 
-use js_sys::{Array, Reflect, Uint8Array, JSON};
+use js_sys::{Array, Float64Array, Reflect, Uint8Array, JSON};
 use metergate_core::{HistoryEntry, PolicySource, RawRecord};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
@@ -295,15 +295,19 @@ impl JsValidator {
             _ => return Err(err("report: must be \"all\" or \"problems\"")),
         };
         let history = self::history(&get(&options, "history"))?;
+        let row_lines = get(&options, "rowLines");
+        if !(row_lines.is_undefined() || row_lines.is_null() || row_lines.as_bool().is_some()) {
+            return Err(err("rowLines: must be a boolean"));
+        }
+        let mut run = engine::CsvRun::new(Arc::clone(&self.inner), now, &history, report);
+        if row_lines.as_bool() == Some(true) {
+            run.keep_row_lines();
+        }
         Ok(JsCsvSession {
-            run: Some(engine::CsvRun::new(
-                Arc::clone(&self.inner),
-                now,
-                &history,
-                report,
-            )),
+            run: Some(run),
             buf: Vec::new(),
             out: Vec::new(),
+            tail_lines: Vec::new(),
         })
     }
 
@@ -334,6 +338,8 @@ pub struct JsCsvSession {
     run: Option<engine::CsvRun>,
     buf: Vec<u8>,
     out: Vec<engine::CsvVerdict>,
+    /// The row lines not yet taken when the run finished.
+    tail_lines: Vec<u64>,
 }
 
 #[wasm_bindgen(js_class = CsvSession)]
@@ -364,7 +370,20 @@ impl JsCsvSession {
         let mut verdicts = std::mem::take(&mut self.out);
         verdicts.clear();
         let summary = run.finish(&mut verdicts).map_err(err)?;
+        self.tail_lines = run.take_row_lines();
         to_js(&engine::CsvReport { verdicts, summary })
+    }
+
+    /// The first line of every row read since the last call (all rows, whatever the report),
+    /// when the session was made with `rowLines: true`; empty otherwise.
+    #[wasm_bindgen(js_name = takeRowLines)]
+    pub fn take_row_lines(&mut self) -> Float64Array {
+        let lines = match self.run.as_mut() {
+            Some(run) => run.take_row_lines(),
+            None => std::mem::take(&mut self.tail_lines),
+        };
+        let out: Vec<f64> = lines.into_iter().map(|l| l as f64).collect();
+        Float64Array::from(out.as_slice())
     }
 
     /// Bytes read so far.

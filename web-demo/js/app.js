@@ -4,7 +4,7 @@ import { loadMetergate } from './mg.js';
 import { rebuild, setNow, store, subscribe } from './store.js';
 import { initForm } from './form.js';
 import { initCsv } from './csv.js';
-import { debounce, el, errorText, parseTime, rfc3339 } from './util.js';
+import { debounce, el, errorText, formatInt, parseTime, rfc3339 } from './util.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -87,17 +87,69 @@ function renderContractsStatus() {
   }
 }
 
+/**
+ * Contracts texts longer than this are not kept in the textarea: Chromium lays out and keeps
+ * the whole text of a textarea, about 250 MiB for 24,000 contracts (6.8 MB of JSON), more than
+ * checking a 1M-row file costs. The store keeps the text; the textarea shows its start,
+ * read-only, until "Edit here anyway".
+ */
+const LARGE_CONTRACTS = 1 << 20;
+let editLarge = false;
+
+function showContracts(text) {
+  const ta = $('contracts');
+  const large = text.length > LARGE_CONTRACTS && !editLarge;
+  $('contracts-edit').hidden = !large;
+  ta.readOnly = large;
+  if (!large) {
+    delete ta.dataset.preview;
+    if (ta.value !== text) ta.value = text;
+    return;
+  }
+  const cut = text.lastIndexOf('\n', 20_000);
+  ta.value = `${text.slice(0, cut > 0 ? cut : 20_000)}\n\n… ${formatInt(text.length)} characters in all: too large to edit here (the whole text is in use). Load an edited file, paste a new text, or press "Edit here anyway".`;
+  ta.dataset.preview = 'true';
+}
+
+function setContractsText(text) {
+  store.contractsText = text;
+  showContracts(text);
+}
+
 function initContracts() {
   const ta = $('contracts');
-  ta.value = sampleContracts;
-  store.contractsText = sampleContracts;
-  ta.addEventListener('input', debounce(() => {
-    store.contractsText = ta.value;
+  setContractsText(sampleContracts);
+  const apply = debounce(() => rebuild(), 250);
+  ta.addEventListener('input', () => {
+    // A large paste moves out of the textarea at once, before it is laid out.
+    if (ta.value.length > LARGE_CONTRACTS && !editLarge) setContractsText(ta.value);
+    else store.contractsText = ta.value;
+    apply();
+  });
+  ta.addEventListener('paste', (e) => {
+    // Pasting over the read-only preview replaces the whole text.
+    if (!ta.readOnly) return;
+    const text = e.clipboardData && e.clipboardData.getData('text');
+    if (!text) return;
+    e.preventDefault();
+    setContractsText(text);
+    apply();
+  });
+  $('contracts-edit').addEventListener('click', () => {
+    editLarge = true;
+    showContracts(store.contractsText);
+  });
+  $('contracts-file').addEventListener('change', async (e) => {
+    const f = e.target.files && e.target.files[0];
+    e.target.value = '';
+    if (!f) return;
+    editLarge = false;
+    setContractsText(await f.text());
     rebuild();
-  }, 250));
+  });
   $('contracts-reset').addEventListener('click', () => {
-    ta.value = sampleContracts;
-    store.contractsText = sampleContracts;
+    editLarge = false;
+    setContractsText(sampleContracts);
     rebuild();
   });
 }

@@ -1,6 +1,6 @@
 // "Check a CSV file": runs worker.js, shows progress, a summary, a chart of findings by code,
-// a paginated findings table (the rows stay in the worker; only one page is in the DOM), and
-// the downloads.
+// a paginated findings table (the rows stay in the worker, up to its caps; only one page is in
+// the DOM), and the downloads.
 import { currentConfig, store } from './store.js';
 import { el, formatInt, rfc3339, setDownload } from './util.js';
 
@@ -41,6 +41,7 @@ function resetDownloads() {
     a.setAttribute('aria-disabled', 'true');
   }
   $('dl-status').textContent = 'Preparing downloads…';
+  $('dl-prepare').hidden = true;
   carried = null;
 }
 
@@ -88,6 +89,11 @@ function onMessage(m) {
     setPhase(`Checked ${formatInt(m.summary.records)} records in ${m.elapsed.toFixed(1)} s (now = ${rfc3339(new Date(store.nowMs))}).`, 100);
     $('csv-phase').dataset.state = 'done';
     showSummary(m);
+    if (m.downloadsOnRequest) {
+      $('dl-prepare').hidden = false;
+      $('dl-prepare').disabled = false;
+      $('dl-status').textContent = 'A large file: the downloads are built when asked for (a second pass over the file; it needs memory in proportion to the file).';
+    }
   } else if (m.type === 'page') {
     if (m.id === pageReq) renderPage(m);
   } else if (m.type === 'file') {
@@ -95,6 +101,7 @@ function onMessage(m) {
     if (m.blob) setDownload(a, m.blob, m.name);
     a.dataset.info = m.info || '';
     if (m.kind === 'aggregated') {
+      $('dl-prepare').hidden = true;
       carried = m.carried || [];
       const extra = carried.length ? ` ${carried.length} remainder(s) below one unit to carry into the next run.` : '';
       $('dl-status').textContent = `Hourly fix: ${m.info || ''}.${extra}`;
@@ -112,6 +119,12 @@ function showSummary(m) {
   const summary = $('csv-summary');
   for (const k of ['records', 'accepted', 'rejected', 'warnings']) summary.dataset[k] = String(s[k]);
   drawChart(m.chart);
+  // The table holds a bounded number of findings (the worker's caps); say which.
+  const t = m.table;
+  $('table-note').textContent = t && t.capped
+    ? `The table holds the first ${formatInt(t.perCode)} findings of each code, at most ${formatInt(t.cap)} (${formatInt(t.kept)} of ${formatInt(m.findings)} findings here), so that a large file keeps the tab's memory bounded. The counts, the chart and both downloads cover every row.`
+    : `The table holds every finding (${formatInt(m.findings)}).`;
+  $('table-note').dataset.capped = t && t.capped ? 'true' : 'false';
   const sel = $('filter-code');
   sel.replaceChildren(el('option', { value: '', text: 'All codes' }), ...m.codes.map((c) => el('option', { value: c, text: c })));
   $('filter-verdict').value = '';
@@ -232,6 +245,12 @@ export function initCsv() {
   $('page-next').addEventListener('click', () => {
     if (view.offset + PAGE < view.total) view.offset += PAGE;
     requestPage();
+  });
+  $('dl-prepare').addEventListener('click', () => {
+    if (!worker) return;
+    $('dl-prepare').disabled = true;
+    $('dl-status').textContent = 'Preparing downloads…';
+    worker.postMessage({ type: 'downloads' });
   });
   for (const id of ['dl-annotated', 'dl-aggregated']) {
     $(id).addEventListener('click', (e) => {

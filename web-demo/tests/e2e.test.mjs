@@ -3,7 +3,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HERE, ROOT, setContracts, setNow, setup, shot } from './helpers.mjs';
@@ -276,6 +276,67 @@ describe('CSV check', () => {
       }
       assert.equal(seen[seen.length - 1][0], size);
       assert.ok(seen.every(([, total]) => total === size));
+      await page.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("the benchmark's data at 20,000 rows: counts equal the CLI's, the progress bar moves", async () => {
+    // bench/gen_data.mjs's file (the one bench/browser.mjs feeds at 1M rows), small enough for
+    // a test: the same page path, checked for counts and progress (memory is the bench's job).
+    const dir = mkdtempSync(join(tmpdir(), 'metergate-benchdata-'));
+    try {
+      execFileSync(process.execPath, [join(ROOT, 'bench', 'gen_data.mjs'), dir, '20000'], { stdio: 'ignore' });
+      const meta = JSON.parse(readFileSync(join(dir, 'meta.json'), 'utf8'));
+      const csvPath = join(dir, 'usage.csv');
+      const cli = process.env.METERGATE_CLI || join(ROOT, 'target', 'debug', 'metergate');
+      let out;
+      try {
+        out = execFileSync(cli, ['check', csvPath, '--contracts', join(dir, 'contracts.json'), '--now', meta.now, '--format', 'json'], { maxBuffer: 1 << 30, encoding: 'utf8' });
+      } catch (e) {
+        if (typeof e.stdout !== 'string' || !e.stdout) throw e;
+        out = e.stdout;
+      }
+      const cliSummary = JSON.parse(out.trim().split('\n').pop()).summary;
+      assert.equal(cliSummary.records, 20_000);
+
+      const page = await env.newPage();
+      await setContracts(page, readFileSync(join(dir, 'contracts.json'), 'utf8'));
+      await setNow(page, meta.now);
+      await page.evaluate(() => {
+        window.__progress = [];
+        const bar = document.getElementById('csv-progress');
+        new MutationObserver(() => {
+          if (bar.dataset.bytes) window.__progress.push([Number(bar.dataset.bytes), bar.value]);
+        }).observe(bar, { attributes: true, attributeFilter: ['data-bytes'] });
+      });
+      await page.setInputFiles('#csv-file', csvPath);
+      await page.waitForSelector('#csv-phase[data-state="done"]', { timeout: 120_000 });
+      const got = await page.$eval('#csv-summary', (s) => ({ ...s.dataset }));
+      assert.deepEqual(
+        { records: Number(got.records), accepted: Number(got.accepted), rejected: Number(got.rejected), warnings: Number(got.warnings) },
+        { records: cliSummary.records, accepted: cliSummary.accepted, rejected: cliSummary.rejected, warnings: cliSummary.warnings },
+      );
+      const seen = await page.evaluate(() => window.__progress);
+      const size = statSync(csvPath).size;
+      assert.ok(seen.length >= 2, `progress updates: ${JSON.stringify(seen)}`);
+      assert.ok(seen.some(([b, v]) => b > 0 && v > 5), `the bar moved: ${JSON.stringify(seen)}`);
+      assert.equal(seen[seen.length - 1][0], size);
+      // The table keeps at most 2,000 findings per code (some codes have more here), and the
+      // page says so; the chart still counts every finding.
+      await page.waitForSelector('#findings-table tbody tr[data-code]');
+      assert.equal(await page.$eval('#table-note', (n) => n.dataset.capped), 'true');
+      const shown = Number((await page.textContent('#page-info')).replace(/,/g, '').match(/of (\d+)$/)[1]);
+      const charted = await page.$eval('#csv-chart svg', (svg) => svg.getAttribute('aria-label'));
+      const all = [...charted.matchAll(/ (\d+)(?:,|$)/g)].reduce((a, m) => a + Number(m[1]), 0);
+      assert.ok(shown < all && shown <= 20_000, `table ${shown}, findings ${all}`);
+      // The annotated download still has a verdict for every row.
+      await page.waitForSelector('#dl-annotated[data-url]');
+      const annotated = await page.evaluate(async () => (await fetch(document.getElementById('dl-annotated').href)).text());
+      const alines = annotated.trim().split('\n');
+      assert.equal(alines.length, 20_001);
+      assert.equal(alines.slice(1).filter((l) => /,rejected,[^,]*$/.test(l)).length, cliSummary.rejected);
       await page.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });

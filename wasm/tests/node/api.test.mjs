@@ -189,6 +189,26 @@ test('csvSession: chunks in any split give the verdicts of validateCsv', () => {
   assert.deepEqual(got, whole.verdicts.filter((x) => x.findings.length > 0));
   assert.deepEqual(end.summary, whole.summary);
   s.free();
+  // rowLines: where every row starts, clean ones too, whatever the report; none unless asked.
+  for (const size of [1, 64, bytes.length]) {
+    const r = v.csvSession({ now: NOW, report: 'problems', rowLines: true });
+    const starts = [];
+    for (let at = 0; at < bytes.length; at += size) {
+      r.push(bytes.subarray(at, at + size));
+      starts.push(...r.takeRowLines());
+    }
+    r.finish();
+    starts.push(...r.takeRowLines());
+    assert.deepEqual(starts, whole.verdicts.map((x) => x.line), `row lines, chunks of ${size}`);
+    assert.equal(r.takeRowLines().length, 0);
+    r.free();
+  }
+  const plain = v.csvSession({ now: NOW });
+  plain.push(csv);
+  assert.ok(plain.takeRowLines() instanceof Float64Array);
+  assert.equal(plain.takeRowLines().length, 0);
+  plain.free();
+  assert.throws(() => v.csvSession({ rowLines: 'yes' }), /rowLines: must be a boolean/);
   // A bad header stops the session with an Error.
   const bad = v.csvSession({ now: NOW });
   assert.throws(() => bad.push('a,b\n1,2\n'), /no usable header/);

@@ -34,6 +34,7 @@ export async function main(): Promise<number> {
   const some: CsvVerdict[] = session.push('marketplace\n');
   const more: CsvVerdict[] = session.push(new TextEncoder().encode('aws\n'));
   const read: number = session.bytesRead;
+  const starts: Float64Array = v.csvSession({ rowLines: true }).takeRowLines();
   const { verdicts: last, summary }: { verdicts: CsvVerdict[]; summary: Summary } = session.finish();
   session.free();
   // @ts-expect-error report is "all" or "problems"
