@@ -136,15 +136,24 @@ fn write_str(w: &mut impl Write, s: &str) -> io::Result<()> {
 /// True when serde_json would escape some byte of `s`: a control character (below 0x20), `"`
 /// or `\\`.
 fn needs_escape(s: &[u8]) -> bool {
-    let special = |b: u8| (b < 0x20) | (b == b'"') | (b == b'\\');
+    // No early exit inside a chunk, so that the 16 tests become a few vector operations.
+    let any = |chunk: &[u8]| {
+        chunk.iter().fold(false, |any, &b| {
+            any | (b < 0x20) | (b == b'"') | (b == b'\\')
+        })
+    };
     let mut chunks = s.chunks_exact(16);
-    for chunk in &mut chunks {
-        // No early exit inside a chunk, so that the 16 tests become a few vector operations.
-        if chunk.iter().fold(false, |any, &b| any | special(b)) {
-            return true;
-        }
+    if (&mut chunks).any(|c| any(c)) {
+        return true;
     }
-    chunks.remainder().iter().any(|&b| special(b))
+    // The rest (most strings are shorter than 16 bytes) padded with spaces to a whole chunk,
+    // so that it takes the vector path too.
+    let rest = chunks.remainder();
+    let mut padded = [b' '; 16];
+    if let Some(head) = padded.get_mut(..rest.len()) {
+        head.copy_from_slice(rest);
+    }
+    any(&padded)
 }
 
 fn write_opt_str(w: &mut impl Write, s: Option<&str>) -> io::Result<()> {
