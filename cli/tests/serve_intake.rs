@@ -86,6 +86,27 @@ fn refuses_to_start_without_a_token() {
 }
 
 #[test]
+fn a_bad_lease_in_the_config_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = contracts(dir.path());
+    let config = dir.path().join("serve.toml");
+    std::fs::write(&config, "[serve]\nlease = \"soon\"\n").unwrap();
+    let out = command()
+        .args(["serve", "--insecure-no-auth", "--listen", "127.0.0.1:0"])
+        .arg("--contracts")
+        .arg(&c)
+        .arg("--config")
+        .arg(&config)
+        .arg("--ledger")
+        .arg(dir.path().join("l.sqlite"))
+        .env_remove("METERGATE_LEASE_SECS")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[serve] lease"));
+}
+
+#[test]
 fn auth_and_status_codes() {
     let f = start_with(&[]);
     let s = &f.server;

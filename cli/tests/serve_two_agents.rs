@@ -8,7 +8,10 @@
 //! different contents, nothing unexpected; in the ledger: one row per record, every row final.
 //!
 //! Also here (one cluster per test binary): the intake's arbiter across agents. The same
-//! `Idempotency-Key` or `record_id` sent to both agents at the same moment is stored once.
+//! `Idempotency-Key` or `record_id` sent to both agents at the same moment is stored once; the
+//! same customer, dimension and hour with two quantities, one to each agent at the same
+//! moment, is accepted by one and refused (`duplicate-request`) by the other, and moto
+//! receives that key once.
 //!
 //! METERGATE_TWO_AGENT_ROUNDS (default 20), METERGATE_TWO_AGENT_RECORDS (default 1200) and
 //! METERGATE_TWO_AGENT_PACE_MS (default 250: each client's pause between requests, so that the
@@ -376,4 +379,181 @@ fn sigterm_on_postgres_keeps_pending_rows_for_the_other_agent() {
     let r = servers[1].post("/v1/usage", Some(TOKEN), "application/json", &body);
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(rows(&url), 1);
+}
+
+/// The same customer, dimension and hour with two quantities, one to each agent at the same
+/// moment (each agent's dedup state knows nothing of the other's records): the ledger keeps
+/// one live row per key, so exactly one agent answers 200 and the other 422
+/// `duplicate-request`, and moto receives each key once, with the accepted quantity.
+#[test]
+fn one_hour_with_two_quantities_on_both_agents_is_accepted_once() {
+    let Some(url) = pg_support::fresh_database() else {
+        return;
+    };
+    let Some(peer) = Peer::start(&["--subscribe", "prod-a:cust-1,cust-2"]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let c = intake_contracts(dir.path());
+    let peer_url = peer.url();
+    let args = [
+        "--contracts",
+        c.to_str().unwrap(),
+        "--send-interval",
+        "200ms",
+        "--ledger",
+        url.as_str(),
+    ];
+    let envs = [
+        ("METERGATE_API_TOKEN", TOKEN),
+        ("AWS_ENDPOINT_URL", peer_url.as_str()),
+    ];
+    let mut servers = [Server::start(&args, &envs), Server::start(&args, &envs)];
+    // 2 customers × 2 dimensions × 3 hours = 12 keys; quantity 5 to agent 0, 6 to agent 1.
+    let mut keys = Vec::new();
+    for customer in ["cust-1", "cust-2"] {
+        for dim in ["api_calls", "seats"] {
+            for h in 1..=3i64 {
+                keys.push((customer, dim, h));
+            }
+        }
+    }
+    let start = |h: i64| {
+        metergate_core::time::format_rfc3339(
+            metergate_core::time::hour_floor(chrono::Utc::now()) - chrono::Duration::hours(h)
+                + chrono::Duration::minutes(7 + h),
+        )
+    };
+    // One record to each agent first (other keys): each builds its dedup state from the
+    // ledger on its first request, and keeps it; from now on neither knows what the other
+    // stores.
+    for (agent, customer) in [(0, "cust-1"), (1, "cust-2")] {
+        let body = json!({
+            "marketplace": "aws", "product": "prod-a", "customer": customer,
+            "dimension": "api_calls", "quantity": 1, "start_time": start(5),
+            "record_id": format!("warm-{agent}"),
+        })
+        .to_string();
+        let r = servers[agent].post("/v1/usage", Some(TOKEN), "application/json", &body);
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let addrs = [servers[0].addr.clone(), servers[1].addr.clone()];
+    let replies: Vec<[Reply; 2]> = std::thread::scope(|sc| {
+        let hs: Vec<_> = keys
+            .iter()
+            .map(|&(customer, dim, h)| {
+                let (addrs, t) = (addrs.clone(), start(h));
+                sc.spawn(move || {
+                    let post = |agent: usize, q: i64| {
+                        let body = json!({
+                            "marketplace": "aws", "product": "prod-a", "customer": customer,
+                            "dimension": dim, "quantity": q, "start_time": t,
+                            "record_id": format!("{customer}-{dim}-{h}-agent{agent}"),
+                        })
+                        .to_string();
+                        request(
+                            &addrs[agent],
+                            "POST",
+                            "/v1/usage",
+                            &[
+                                ("Authorization", &format!("Bearer {TOKEN}")),
+                                ("Content-Type", "application/json"),
+                            ],
+                            body.as_bytes(),
+                        )
+                    };
+                    std::thread::scope(|both| {
+                        let a = both.spawn(|| post(0, 5));
+                        let b = both.spawn(|| post(1, 6));
+                        [a.join().unwrap(), b.join().unwrap()]
+                    })
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut winners = BTreeMap::new();
+    let mut refused_on = [0usize; 2];
+    for (&(customer, dim, h), pair) in keys.iter().zip(&replies) {
+        let ok: Vec<usize> = (0..2).filter(|&i| pair[i].status == 200).collect();
+        assert_eq!(
+            ok.len(),
+            1,
+            "{customer} {dim} {h}: {} {} / {} {}",
+            pair[0].status,
+            pair[0].body,
+            pair[1].status,
+            pair[1].body
+        );
+        let loser = 1 - ok[0];
+        refused_on[loser] += 1;
+        let v = pair[loser].json();
+        assert_eq!(pair[loser].status, 422, "{v}");
+        assert_eq!(v["verdicts"][0]["verdict"], "rejected", "{v}");
+        let codes: Vec<&str> = v["verdicts"][0]["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|f| f["code"].as_str())
+            .collect();
+        assert!(codes.contains(&"duplicate-request"), "{v}");
+        assert_eq!(pair[ok[0]].json()["verdicts"][0]["verdict"], "accepted");
+        winners.insert((customer, dim, h), if ok[0] == 0 { 5 } else { 6 });
+    }
+    eprintln!("keys={} refused on agent 0/1: {refused_on:?}", keys.len());
+
+    // Both send loops send what was stored; then count at the peer.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let states = loop {
+        let c = ledger_states(&url);
+        if c["pending"] + c["sending"] == 0 {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "rows left unfinished: {c:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for s in servers.iter_mut() {
+        let status = s.terminate(Duration::from_secs(20));
+        assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", s.logs());
+    }
+    // The warm-up records are keys too.
+    winners.insert(("cust-1", "api_calls", 5), 1);
+    winners.insert(("cust-2", "api_calls", 5), 1);
+    assert_eq!(states["accepted"] as usize, winners.len(), "{states:?}");
+    assert_eq!(
+        rows(&url) as usize,
+        winners.len(),
+        "one row per key: {states:?}"
+    );
+    let records = peer.records();
+    assert_eq!(
+        records.len(),
+        winners.len(),
+        "each key received once: {records:?}"
+    );
+    let mut seen = BTreeMap::new();
+    for r in &records {
+        let ts = r["timestamp"].as_f64().unwrap() as i64;
+        let h = (metergate_core::time::hour_floor(chrono::Utc::now()).timestamp()
+            - ts.div_euclid(3600) * 3600)
+            / 3600;
+        let key = (
+            r["identity"].as_str().unwrap().to_owned(),
+            r["dimension"].as_str().unwrap().to_owned(),
+            h,
+        );
+        assert_eq!(r["status"], "Success", "{r}");
+        assert!(
+            seen.insert(key, r["quantity"].as_i64().unwrap()).is_none(),
+            "a key twice at the peer: {records:?}"
+        );
+    }
+    let want: BTreeMap<(String, String, i64), i64> = winners
+        .iter()
+        .map(|(&(c, d, h), &q)| ((c.to_owned(), d.to_owned(), h), q))
+        .collect();
+    assert_eq!(
+        seen, want,
+        "moto billed the quantity each client was told was accepted"
+    );
 }

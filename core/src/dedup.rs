@@ -6,6 +6,9 @@
 //! exact interval (Google). Each key remembers the first quantity, the contract whose record
 //! set it (to name the other customer key in hints) and, for keys from the ledger, when the
 //! record was sent.
+//!
+//! [`key_text`] writes a record's key as text, for stores that keep keys outside a session
+//! (the CLI's ledger keeps at most one live row per key text, whatever the sender).
 
 use std::collections::BTreeMap;
 
@@ -14,8 +17,33 @@ use rust_decimal::Decimal;
 use rustc_hash::FxHashMap;
 
 use crate::contract::{ContractId, SeriesId};
-use crate::model::Marketplace;
-use crate::time::hour_floor;
+use crate::model::{Marketplace, UsageRecord};
+use crate::time::{format_rfc3339, hour_floor};
+
+/// The marketplace's dedup key of a record, as text:
+/// `marketplace|product|customer|dimension|when`, where `when` is the clock hour of the start
+/// (AWS and Microsoft: `2026-03-01T10:00:00Z`) or the exact interval (Google:
+/// `start/end`, empty end when missing). Two records with the same text are one key to the
+/// marketplace: it keeps the first and drops or refuses the rest.
+///
+/// The text names the seller's customer key, not the wire identity: two contracts that share
+/// one wire identity are one key to the marketplace (the session's [`DedupState`] catches
+/// that within an input) but two key texts. Google's overlapping intervals are not one key
+/// either (the session reports them as `overlapping-interval`).
+pub fn key_text(r: &UsageRecord) -> String {
+    let when = match r.marketplace {
+        Marketplace::Aws | Marketplace::Azure => format_rfc3339(hour_floor(r.start_time)),
+        Marketplace::Gcp => format!(
+            "{}/{}",
+            format_rfc3339(r.start_time),
+            r.end_time.map(format_rfc3339).unwrap_or_default()
+        ),
+    };
+    format!(
+        "{}|{}|{}|{}|{}",
+        r.marketplace, r.product, r.customer, r.dimension, when
+    )
+}
 
 /// Where a key already held came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,6 +222,47 @@ mod tests {
             contract: 0,
             origin: Origin::Input,
         }
+    }
+
+    fn record(mp: Marketplace, start: &str, end: Option<&str>, q: i64) -> UsageRecord {
+        UsageRecord {
+            marketplace: mp,
+            product: "p".into(),
+            customer: "c".into(),
+            dimension: "d".into(),
+            quantity: Decimal::from(q),
+            start_time: t(start),
+            end_time: end.map(t),
+            record_id: None,
+            plan: None,
+            allocations: None,
+            attributes: Default::default(),
+        }
+    }
+
+    #[test]
+    fn key_text_is_the_hour_or_the_interval_without_the_quantity() {
+        let a = record(Marketplace::Aws, "10:05", None, 1);
+        let b = record(Marketplace::Aws, "10:59", None, 2);
+        assert_eq!(key_text(&a), "aws|p|c|d|2026-03-10T10:00:00Z");
+        assert_eq!(key_text(&a), key_text(&b));
+        assert_ne!(
+            key_text(&a),
+            key_text(&record(Marketplace::Aws, "11:00", None, 1))
+        );
+        assert_ne!(
+            key_text(&a),
+            key_text(&record(Marketplace::Azure, "10:05", None, 1))
+        );
+        let g = record(Marketplace::Gcp, "10:05", Some("10:10"), 1);
+        assert_eq!(
+            key_text(&g),
+            "gcp|p|c|d|2026-03-10T10:05:00Z/2026-03-10T10:10:00Z"
+        );
+        assert_ne!(
+            key_text(&g),
+            key_text(&record(Marketplace::Gcp, "10:05", Some("10:11"), 1))
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::contract::{Contract, ContractSet};
+use crate::contract::{Contract, ContractId, ContractSet};
 use crate::dedup::{DedupState, Origin, Prior, Seen};
 use crate::finding::{Code, Finding, Suggestion};
 use crate::model::{Field, Marketplace, RawRecord, UsageRecord};
@@ -541,6 +541,44 @@ impl Session<'_> {
 }
 
 impl Validator {
+    /// The dedup finding for an accepted record whose key ([`crate::dedup::key_text`]) a
+    /// ledger shared by several senders already holds as `first`, written there by another
+    /// sender (another agent or `submit` process) after this one's session was built: the
+    /// finding the session would have given had it seen `first` in the history
+    /// (`duplicate-request` for another quantity; Microsoft: any quantity), its hint saying
+    /// that another sender stored the key first. `None` when `first` is the same record
+    /// (same quantity, where the marketplace takes the repeat as one).
+    pub fn shared_ledger_duplicate(
+        &self,
+        rec: &UsageRecord,
+        first: &HistoryEntry,
+    ) -> Option<Finding> {
+        let contract = self
+            .contracts
+            .find(rec.marketplace, &rec.product, &rec.customer)
+            .map_or(ContractId::MAX, |(cid, _)| cid);
+        let seen = Seen {
+            quantity: first.quantity,
+            contract,
+            origin: Origin::History(first.sent_at),
+        };
+        let prior = if first.quantity == rec.quantity {
+            Prior::Same(seen)
+        } else {
+            Prior::Different(seen)
+        };
+        let mut f = dedup_finding(rec, prior, &self.contracts).filter(Finding::is_error)?;
+        let note = format!(
+            "another sender sharing this ledger (another agent or submit process) already stored {} for this key",
+            first.quantity
+        );
+        f.hint = Some(match f.hint.take() {
+            Some(h) => format!("{note}; {h}"),
+            None => note,
+        });
+        Some(f)
+    }
+
     /// The built-in findings of one parsed record alone (no dedup state, no policies, hints
     /// as written): what a suggestion is judged by. See [`crate::finding::Suggestion`].
     pub fn judge_record(&self, rec: &UsageRecord, now: DateTime<Utc>) -> Vec<Finding> {

@@ -13,6 +13,7 @@
 //! send_interval = "60s"              # --send-interval wins
 //! token_file = "/etc/metergate/token" # one token a line; METERGATE_API_TOKEN also works
 //! body_limit = "10MiB"               # larger bodies get 413
+//! lease = "2m"                       # how long a claimed row stays this agent's; METERGATE_LEASE_SECS wins
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -43,6 +44,9 @@ pub struct ServeSection {
     pub token_file: Option<PathBuf>,
     /// The largest request body, in bytes or with a unit (`10MiB`, `512KiB`, `1MB`).
     pub body_limit: Option<serde_json::Value>,
+    /// How long a row this agent claimed for sending stays its own before another agent on
+    /// the same ledger may take it over (`120s` by default; `$METERGATE_LEASE_SECS` wins).
+    pub lease: Option<String>,
 }
 
 /// A loaded config file.

@@ -50,7 +50,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ledger::db::{Engine, Exec};
 pub use crate::ledger::hourly::{add_events, add_events_in, Added};
-use crate::ledger::{db_err, enqueue_in, Enqueued, Ledger, LedgerError, NewRow};
+use crate::ledger::{db_err, enqueue_in, history_entry_in, Enqueued, Ledger, LedgerError, NewRow};
 
 /// How long after its end an hour is closed, by default: events stamped inside an hour may
 /// reach the agent a little after it ends.
@@ -666,6 +666,15 @@ fn close_one(
                                 quantity: rec.quantity,
                                 carried: carried_out,
                             },
+                            // Another sender sharing the ledger stored the key meanwhile.
+                            Some(Enqueued::Conflict(live)) => {
+                                let first = history_entry_in(&tx, &path, *live)?;
+                                let f = validator.shared_ledger_duplicate(&rec, &first);
+                                HourEnd::Refused {
+                                    codes: vec![Code::DuplicateRequest.as_str().to_owned()],
+                                    reason: f.map(|f| f.message).unwrap_or_default(),
+                                }
+                            }
                             _ => HourEnd::Nothing {
                                 carried: carried_out,
                                 reason: "the same key and quantity are already in the ledger"

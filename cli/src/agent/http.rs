@@ -81,9 +81,7 @@ async fn healthz() -> Response {
 
 async fn readyz(State(state): State<Arc<AgentState>>) -> Response {
     let st = Arc::clone(&state);
-    let ledger =
-        tokio::task::spawn_blocking(move || st.open_ledger().and_then(|mut l| l.probe_writable()))
-            .await;
+    let ledger = tokio::task::spawn_blocking(move || st.with_reader(|l| l.probe_writable())).await;
     let ledger_ok = match ledger {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),

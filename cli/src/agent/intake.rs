@@ -51,11 +51,12 @@ use metergate_core::{Code, Session, Summary, Validator, Verdict};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use super::checkpoint::Nudge;
 use super::hourly::{self, HourlyConfig};
 use super::http::error;
 use super::{AgentError, AgentState};
 use crate::input::{InputFormat, InputRecord, RecordReader, Row};
-use crate::ledger::intake::{Accepted, Claim, IntakeTx, Stored};
+use crate::ledger::intake::{Accepted, Claim, IntakeTx, RowText, Stored};
 use crate::ledger::{Ledger, NewRow};
 use crate::output::{JsonLines, OutRow, SourceRef, VerdictSink};
 
@@ -72,7 +73,62 @@ pub const SOURCE_NAME: &str = "body";
 pub(crate) struct Job {
     rows: Vec<InputRecord>,
     key: Option<String>,
-    reply: oneshot::Sender<Answer>,
+    pre: Prepared,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// What the HTTP worker works out for a request's records before the writer judges them
+/// ([`prepare`]): for each record that parses and goes on its wire, the wire values and the
+/// ledger row's text. Only the writer judges (its session holds the dedup state), but these
+/// depend on the record and its contract alone, so they need not wait in its queue. Used
+/// only while the writer judges with the same validator (contracts reloaded meanwhile: it
+/// works them out again).
+pub(crate) struct Prepared {
+    validator: Arc<Validator>,
+    recs: Vec<Option<Pre>>,
+}
+
+/// One record's [`Prepared`] part.
+struct Pre {
+    wire: serde_json::Value,
+    text: RowText,
+}
+
+/// Works out [`Prepared`] for `rows` with `validator`.
+fn prepare(rows: &[InputRecord], validator: Arc<Validator>) -> Prepared {
+    let recs = rows
+        .iter()
+        .map(|rec| {
+            let Row::Record(raw) = &rec.row else {
+                return None;
+            };
+            let record = metergate_core::parse::parse_record(raw.clone()).ok()?;
+            let c = validator
+                .contracts()
+                .find(record.marketplace, &record.product, &record.customer)
+                .map(|(_, c)| c);
+            let wire = crate::submit::wire_values(&record, c).ok()?;
+            let text = RowText::of(&record, &wire);
+            Some(Pre { wire, text })
+        })
+        .collect();
+    Prepared { validator, recs }
+}
+
+/// What the writer sends back for one request once its group is committed.
+pub(crate) enum Reply {
+    /// The answer as written by the writer: a replay, the answer of a request with an
+    /// `Idempotency-Key` (kept with the key, so written inside the transaction), or a 503.
+    Done(Answer),
+    /// Judged and committed: the HTTP worker writes the answer ([`render`]), so the
+    /// serialised writer thread does not spend its time on JSON text.
+    Judged(Judged),
+}
+
+/// The settled records of one request, for [`render`].
+pub(crate) struct Judged {
+    recs: Vec<Rec>,
+    not_stored: Vec<NotStored>,
 }
 
 /// Messages to the writer.
@@ -212,16 +268,24 @@ pub async fn post_usage(
         Ok(k) => k,
         Err((code, msg)) => return error(code, msg),
     };
-    // Small bodies are read right here; big ones off the async workers.
-    let rows = if body.len() <= 64 * 1024 {
-        read_rows(body, format)
+    let body_len = body.len();
+    // Small bodies are read (and prepared) right here; big ones off the async workers.
+    let validator = state.validator();
+    let read = move || {
+        read_rows(body, format).map(|rows| {
+            let pre = prepare(&rows, validator);
+            (rows, pre)
+        })
+    };
+    let rows = if body_len <= 64 * 1024 {
+        read()
     } else {
-        match tokio::task::spawn_blocking(move || read_rows(body, format)).await {
+        match tokio::task::spawn_blocking(read).await {
             Ok(r) => r,
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         }
     };
-    let rows = match rows {
+    let (rows, pre) = match rows {
         Ok(r) => r,
         Err(e) => {
             return error(
@@ -231,14 +295,48 @@ pub async fn post_usage(
         }
     };
     let (reply, answer) = oneshot::channel();
-    if state.intake().submit(Job { rows, key, reply }).is_err() {
+    if state
+        .intake()
+        .submit(Job {
+            rows,
+            key,
+            pre,
+            reply,
+        })
+        .is_err()
+    {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the agent is shutting down",
         );
     }
     match answer.await {
-        Ok(a) => a.into_response(),
+        Ok(Reply::Done(a)) => a.into_response(),
+        Ok(Reply::Judged(j)) => {
+            // Big answers are written off the async workers, as big bodies are read.
+            let rendered = if j.recs.len() <= 1000 {
+                render(&j.recs, &j.not_stored, &state.metrics)
+            } else {
+                let st = Arc::clone(&state);
+                match tokio::task::spawn_blocking(move || {
+                    render(&j.recs, &j.not_stored, &st.metrics)
+                })
+                .await
+                {
+                    Ok(r) => r,
+                    Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+                }
+            };
+            match rendered {
+                Ok((status, body)) => Answer {
+                    status,
+                    body,
+                    replayed: false,
+                }
+                .into_response(),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            }
+        }
         Err(_) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the intake stopped before answering; nothing of this request was stored",
@@ -251,6 +349,7 @@ pub(crate) fn spawn_writer(
     state: Arc<AgentState>,
     ledger: Ledger,
     rx: mpsc::Receiver<WriterMsg>,
+    nudge: Option<Nudge>,
 ) -> Result<JoinHandle<()>, AgentError> {
     std::thread::Builder::new()
         .name("metergate-intake".into())
@@ -261,6 +360,7 @@ pub(crate) fn spawn_writer(
                 session: None,
                 generation: 0,
                 seq: 0,
+                nudge,
             };
             w.run(&rx);
         })
@@ -278,11 +378,14 @@ struct Writer {
     generation: u64,
     /// Requests judged so far (for the rows' `source`).
     seq: u64,
+    /// Tells the WAL checkpointer about each commit (SQLite).
+    nudge: Option<Nudge>,
 }
 
 struct Req {
     rows: Vec<InputRecord>,
     key: Option<String>,
+    pre: Prepared,
 }
 
 impl Writer {
@@ -313,13 +416,14 @@ impl Writer {
 
     /// Judges and commits one group, then answers each request.
     fn group(&mut self, jobs: Vec<Job>) {
-        let (reqs, replies): (Vec<Req>, Vec<oneshot::Sender<Answer>>) = jobs
+        let (reqs, replies): (Vec<Req>, Vec<oneshot::Sender<Reply>>) = jobs
             .into_iter()
             .map(|j| {
                 (
                     Req {
                         rows: j.rows,
                         key: j.key,
+                        pre: j.pre,
                     },
                     j.reply,
                 )
@@ -341,11 +445,11 @@ impl Writer {
                 })
                 .to_string();
                 for reply in replies {
-                    let _ = reply.send(Answer {
+                    let _ = reply.send(Reply::Done(Answer {
                         status: 503,
                         body: body.clone(),
                         replayed: false,
-                    });
+                    }));
                 }
             }
         }
@@ -368,7 +472,7 @@ impl Writer {
         Ok(())
     }
 
-    fn judge_group(&mut self, reqs: Vec<Req>) -> Result<Vec<Answer>, AgentError> {
+    fn judge_group(&mut self, reqs: Vec<Req>) -> Result<Vec<Reply>, AgentError> {
         self.ensure_session()?;
         let Writer {
             state,
@@ -396,11 +500,14 @@ impl Writer {
         let stored = if g.items.is_empty() {
             Vec::new()
         } else {
-            tx.store(&g.items)?
+            tx.store_with(&g.items, std::mem::take(&mut g.texts))?
         };
-        g.resolve(&stored);
+        g.resolve(&stored, validator);
         let answers = g.answer(&tx, &state.metrics)?;
         tx.commit()?;
+        if let Some(n) = &self.nudge {
+            n.committed();
+        }
         if g.unsure {
             self.session = None;
         }
@@ -457,6 +564,8 @@ struct Group {
     recs: Vec<Rec>,
     /// The accepted records, stored together by [`IntakeTx::store`].
     items: Vec<Accepted>,
+    /// The rows' text as prepared by the HTTP workers, one per item (see [`Prepared`]).
+    texts: Vec<Option<RowText>>,
     /// The record ids this group stores, and the record (in `recs`) of each.
     ids: HashMap<String, usize>,
     /// The `Idempotency-Key`s this group claimed, and the request (in `plans`) of each: a
@@ -478,10 +587,24 @@ impl Group {
     }
 
     /// Settles every verdict once the group's records are stored.
-    fn resolve(&mut self, stored: &[Stored]) {
+    fn resolve(&mut self, stored: &[Stored], validator: &Validator) {
         for k in 0..self.recs.len() {
             match self.recs[k].fate {
                 Fate::Store(i) => {
+                    if let (Some(Stored::Conflict(first)), Some(row)) =
+                        (stored.get(i), self.items[i].row.as_ref())
+                    {
+                        // Another agent (or `submit`) stored the key with another quantity
+                        // after this session read the history: the core's duplicate-request.
+                        if let Some(f) = validator.shared_ledger_duplicate(&row.record, first) {
+                            let v = &mut self.recs[k].verdict;
+                            let mut findings = std::mem::take(&mut v.findings);
+                            findings.push(f);
+                            *v = Verdict::from_findings(v.index, v.record_id.take(), findings);
+                        }
+                        self.recs[k].fate = Fate::Judged;
+                        self.unsure = true;
+                    }
                     if let Some(Stored::Taken(first)) = stored.get(i) {
                         // Stored by an earlier request or another agent: its first verdict.
                         if let Ok(mut v) = serde_json::from_str::<Verdict>(first) {
@@ -504,70 +627,97 @@ impl Group {
         }
     }
 
-    /// Writes every request's answer (and keeps those asked with an `Idempotency-Key`).
+    /// Settles every request's reply. A request with an `Idempotency-Key` gets its answer
+    /// written here and kept with its key; any other gets its records, for the HTTP worker to
+    /// write ([`render`]).
     fn answer(
         &mut self,
         tx: &IntakeTx<'_>,
         metrics: &crate::agent::metrics::Counters,
-    ) -> Result<Vec<Answer>, AgentError> {
-        let mut answers: Vec<Answer> = Vec::with_capacity(self.plans.len());
+    ) -> Result<Vec<Reply>, AgentError> {
+        let mut replies: Vec<Reply> = Vec::with_capacity(self.plans.len());
+        // The plans' ranges of `recs` follow each other in order (a replayed plan has none).
+        let mut recs = std::mem::take(&mut self.recs).into_iter();
+        let mut pos = 0;
         for p in self.plans.drain(..) {
             if let Some(a) = p.replay {
-                answers.push(a);
+                replies.push(Reply::Done(a));
                 continue;
             }
-            if let Some(first) = p.same_key_as.and_then(|i| answers.get(i)) {
+            if let Some(Reply::Done(first)) = p.same_key_as.and_then(|i| replies.get(i)) {
                 let a = Answer {
                     replayed: true,
                     ..first.clone()
                 };
-                answers.push(a);
+                replies.push(Reply::Done(a));
                 continue;
             }
-            let recs = &self.recs[p.recs];
-            let mut lines: Vec<u8> = Vec::with_capacity(recs.len() * 128);
-            let mut summary = Summary::default();
-            {
-                let mut sink = JsonLines::new(&mut lines);
-                let _ = sink.begin_input(SOURCE_NAME, None);
-                for r in recs {
-                    summary.add(&r.verdict);
-                    if matches!(r.fate, Fate::Judged | Fate::Store(_)) {
-                        // S4 observe: verdicts and finding codes for /metrics.
-                        metrics.observe_verdict(&r.verdict);
-                    }
-                    let src = SourceRef {
-                        file: SOURCE_NAME,
-                        line: r.line,
-                    };
-                    sink.verdict(&r.verdict, src, OutRow::None)
-                        .map_err(io_err)?;
+            let skip = p.recs.start.saturating_sub(pos);
+            let mine: Vec<Rec> = recs.by_ref().skip(skip).take(p.recs.len()).collect();
+            pos = p.recs.end.max(pos);
+            match &p.key {
+                Some(key) => {
+                    let (status, body) = render(&mine, &p.not_stored, metrics).map_err(io_err)?;
+                    tx.answer_request(key, status, &body)?;
+                    replies.push(Reply::Done(Answer {
+                        status,
+                        body,
+                        replayed: false,
+                    }));
                 }
+                None => replies.push(Reply::Judged(Judged {
+                    recs: mine,
+                    not_stored: p.not_stored,
+                })),
             }
-            let ok = summary.rejected == 0 && p.not_stored.is_empty();
-            let status = if ok { 200 } else { 422 };
-            let mut body = String::with_capacity(lines.len() + 256);
-            body.push_str("{\"verdicts\":[");
-            let text = String::from_utf8_lossy(&lines);
-            body.push_str(&text.trim_end().replace('\n', ","));
-            body.push_str("],\"summary\":");
-            body.push_str(&serde_json::to_string(&summary).map_err(|e| io_err(e.into()))?);
-            if !p.not_stored.is_empty() {
-                body.push_str(",\"not_stored\":");
-                body.push_str(&serde_json::to_string(&p.not_stored).map_err(|e| io_err(e.into()))?);
-            }
-            body.push('}');
-            if let Some(key) = &p.key {
-                tx.answer_request(key, status, &body)?;
-            }
-            answers.push(Answer {
-                status,
-                body,
-                replayed: false,
-            });
         }
-        Ok(answers)
+        Ok(replies)
     }
+}
+
+/// Writes one request's answer, `{"verdicts":[...],"summary":{...}}` (plus `not_stored`),
+/// and counts its newly judged records in `/metrics`. Returns the status (200 when every
+/// record is accepted and stored, else 422) and the body.
+fn render(
+    recs: &[Rec],
+    not_stored: &[NotStored],
+    metrics: &crate::agent::metrics::Counters,
+) -> Result<(u16, String), std::io::Error> {
+    let mut lines: Vec<u8> = Vec::with_capacity(recs.len() * 128);
+    let mut summary = Summary::default();
+    {
+        let mut sink = JsonLines::new(&mut lines);
+        let _ = sink.begin_input(SOURCE_NAME, None);
+        for r in recs {
+            summary.add(&r.verdict);
+            let src = SourceRef {
+                file: SOURCE_NAME,
+                line: r.line,
+            };
+            sink.verdict(&r.verdict, src, OutRow::None)?;
+        }
+    }
+    // S4 observe: verdicts and finding codes for /metrics (a replayed verdict is not counted
+    // again).
+    metrics.observe_verdicts(
+        recs.iter()
+            .filter(|r| matches!(r.fate, Fate::Judged | Fate::Store(_)))
+            .map(|r| &r.verdict),
+    );
+    let ok = summary.rejected == 0 && not_stored.is_empty();
+    let status = if ok { 200 } else { 422 };
+    let mut body = String::with_capacity(lines.len() + 256);
+    body.push_str("{\"verdicts\":[");
+    let text = String::from_utf8_lossy(&lines);
+    body.push_str(&text.trim_end().replace('\n', ","));
+    body.push_str("],\"summary\":");
+    body.push_str(&serde_json::to_string(&summary)?);
+    if !not_stored.is_empty() {
+        body.push_str(",\"not_stored\":");
+        body.push_str(&serde_json::to_string(not_stored)?);
+    }
+    body.push('}');
+    Ok((status, body))
 }
 
 /// Judges the requests of one group inside its transaction.
@@ -611,8 +761,15 @@ impl Judge<'_, '_> {
         }
         let first = g.recs.len();
         let mut not_stored = Vec::new();
+        // The prepared rows hold only while the writer judges with the same contracts.
+        let mut pre = if std::ptr::eq(Arc::as_ptr(&req.pre.validator), self.validator) {
+            req.pre.recs
+        } else {
+            Vec::new()
+        };
         for (i, rec) in req.rows.into_iter().enumerate() {
             let index = i as u64;
+            let ready = pre.get_mut(i).and_then(Option::take);
             let id = match &rec.row {
                 Row::Record(raw) => raw.record_id_text().map(str::to_owned),
                 Row::Unreadable { .. } => None,
@@ -660,15 +817,25 @@ impl Judge<'_, '_> {
                 .findings
                 .iter()
                 .any(|f| f.code == Code::DuplicateIgnored.as_str());
+            let mut text = None;
             let row = match parsed.filter(|_| !repeat) {
                 None => None,
                 Some(record) => {
-                    let c = self
-                        .validator
-                        .contracts()
-                        .find(record.marketplace, &record.product, &record.customer)
-                        .map(|(_, c)| c);
-                    match crate::submit::wire_values(&record, c) {
+                    let wire = match ready {
+                        Some(p) => {
+                            text = Some(p.text);
+                            Ok(p.wire)
+                        }
+                        None => {
+                            let c = self
+                                .validator
+                                .contracts()
+                                .find(record.marketplace, &record.product, &record.customer)
+                                .map(|(_, c)| c);
+                            crate::submit::wire_values(&record, c)
+                        }
+                    };
+                    match wire {
                         Ok(wire) => Some(NewRow {
                             record,
                             source: Some(format!("serve#{seq}:{}", rec.line)),
@@ -698,6 +865,7 @@ impl Judge<'_, '_> {
             if let Some(id) = &id {
                 g.ids.insert(id.clone(), g.recs.len());
             }
+            g.texts.push(text.filter(|_| row.is_some()));
             g.items.push(Accepted {
                 row,
                 record_id: id,

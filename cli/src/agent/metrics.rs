@@ -211,21 +211,34 @@ impl Counters {
     }
 
     /// Counts records judged at intake: one per verdict, and one per finding code and
-    /// severity.
-    pub fn observe_verdicts(&self, verdicts: &[Verdict]) {
+    /// severity. The verdicts are counted first and added once per label.
+    pub fn observe_verdicts<'v>(&self, verdicts: impl IntoIterator<Item = &'v Verdict>) {
+        let (mut accepted, mut rejected) = (0u64, 0u64);
         for v in verdicts {
-            self.observe_verdict(v);
+            if v.accepted() {
+                accepted += 1;
+            } else {
+                rejected += 1;
+            }
+            self.observe_findings(v);
+        }
+        for (verdict, n) in [("accepted", accepted), ("rejected", rejected)] {
+            if n > 0 {
+                self.intake
+                    .get_or_create(&VerdictLabel {
+                        verdict: verdict.into(),
+                    })
+                    .inc_by(n);
+            }
         }
     }
 
     /// Counts one record judged at intake (see [`Counters::observe_verdicts`]).
     pub fn observe_verdict(&self, v: &Verdict) {
-        let verdict = if v.accepted() { "accepted" } else { "rejected" };
-        self.intake
-            .get_or_create(&VerdictLabel {
-                verdict: verdict.into(),
-            })
-            .inc();
+        self.observe_verdicts(std::iter::once(v));
+    }
+
+    fn observe_findings(&self, v: &Verdict) {
         for f in &v.findings {
             self.findings
                 .get_or_create(&FindingLabel {
@@ -398,13 +411,12 @@ pub fn render(counters: &Counters, gauges: &LedgerGauges) -> String {
 }
 
 /// `GET /metrics` (open: it names no customer). The ledger is read on a blocking thread with
-/// its own connection.
+/// a pooled connection ([`AgentState::with_reader`]).
 pub async fn get_metrics(State(state): State<Arc<AgentState>>) -> Response {
     let st = Arc::clone(&state);
     let read = tokio::task::spawn_blocking(move || {
-        let ledger = st.open_ledger()?;
         let v = st.validator();
-        LedgerGauges::read(&ledger, v.contracts(), v.settings(), Utc::now())
+        st.with_reader(|ledger| LedgerGauges::read(ledger, v.contracts(), v.settings(), Utc::now()))
     })
     .await;
     match read {

@@ -13,11 +13,14 @@
 //! - [`import_loop`]: with `[import.orb]`, Orb's costs imported at start and on its schedule;
 //! - [`config`]: the config file, and the sections only the agent reads.
 //!
-//! Shared state is one [`AgentState`] behind an `Arc`. SQLite connections are per task: the
-//! intake writer, the send loop and each readiness probe open their own [`Ledger`].
+//! Shared state is one [`AgentState`] behind an `Arc`. Connections are per task: the intake
+//! writer and the send loop hold their own [`Ledger`]; the read-only endpoints (`/readyz`,
+//! `/metrics`, the status page) borrow one from a small pool ([`AgentState::with_reader`]),
+//! so a scrape does not pay for a new connection (a TCP connect and sign-in on PostgreSQL).
 
 pub mod alerts;
 pub mod auth;
+pub mod checkpoint;
 pub mod config;
 pub mod events;
 pub mod heartbeat;
@@ -58,6 +61,9 @@ pub struct ServeOptions {
     pub policies: Vec<PathBuf>,
     /// How often the send loop runs.
     pub send_interval: Duration,
+    /// `[serve] lease`: how long this agent's claims hold (`None`: the ledger's default, or
+    /// `$METERGATE_LEASE_SECS`, which wins over the config).
+    pub lease: Option<Duration>,
     /// Run without a token (loopback addresses only).
     pub insecure_no_auth: bool,
     /// How to reach the marketplaces.
@@ -142,7 +148,13 @@ pub struct AgentState {
     loop_tx: Mutex<mpsc::Sender<LoopMsg>>,
     intake: intake::IntakeHandle,
     stopping: AtomicBool,
+    /// Idle connections for the read-only endpoints (see [`AgentState::with_reader`]).
+    readers: Mutex<Vec<Ledger>>,
 }
+
+/// The most idle reader connections kept (concurrent readers beyond it open their own and
+/// close it after use).
+const IDLE_READERS: usize = 2;
 
 impl AgentState {
     /// The current validator (contracts, settings, policies).
@@ -192,9 +204,43 @@ impl AgentState {
         self.stopping.load(Ordering::SeqCst)
     }
 
-    /// Opens a connection to the ledger (one per task).
+    /// Opens a connection to the ledger (one per task), with `[serve] lease` applied unless
+    /// `$METERGATE_LEASE_SECS` is set.
     pub fn open_ledger(&self) -> Result<Ledger, LedgerError> {
-        Ledger::open(&self.options.ledger)
+        let mut ledger = Ledger::open(&self.options.ledger)?;
+        if let Some(lease) = self.options.lease {
+            if std::env::var_os(crate::ledger::LEASE_ENV).is_none() {
+                ledger.set_lease(lease);
+            }
+        }
+        Ok(ledger)
+    }
+
+    /// Runs `f` on a pooled ledger connection: an idle one when there is one, else a new
+    /// one. A connection whose call failed is dropped rather than returned, so a broken
+    /// connection (a restarted database) is never handed out twice. Blocking: call it from a
+    /// blocking thread.
+    pub fn with_reader<T, E: From<LedgerError>>(
+        &self,
+        f: impl FnOnce(&mut Ledger) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let idle = match self.readers.lock() {
+            Ok(mut g) => g.pop(),
+            Err(poisoned) => poisoned.into_inner().pop(),
+        };
+        let mut ledger = match idle {
+            Some(l) => l,
+            None => self.open_ledger()?,
+        };
+        let out = f(&mut ledger)?;
+        let mut g = match self.readers.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if g.len() < IDLE_READERS {
+            g.push(ledger);
+        }
+        Ok(out)
     }
 
     /// The intake writer.
@@ -247,7 +293,17 @@ async fn serve(opts: ServeOptions, loaded: config::Loaded) -> Result<(), AgentEr
     // [serve.events] (S3): a bad section stops the start, not the first event.
     events::check_config(&loaded.raw).map_err(AgentError::Config)?;
     // The ledger first: it is created and migrated before anything else uses it.
-    let ledger = Ledger::open(&opts.ledger)?;
+    let mut ledger = Ledger::open(&opts.ledger)?;
+    // SQLite: the intake writer's connection keeps a bigger page cache, and WAL checkpoints
+    // run on a connection of their own, never inside an intake commit (see `checkpoint`).
+    let checkpointer = if ledger.engine() == crate::ledger::db::Engine::Sqlite {
+        ledger.tune_for_bulk_writes()?;
+        ledger.set_auto_checkpoint(false)?;
+        Some(checkpoint::spawn(Ledger::open(&opts.ledger)?)?)
+    } else {
+        None
+    };
+    let (nudge, checkpointer) = checkpointer.unzip();
     let validator = build_validator(&opts, &loaded.settings)?;
     if validator.contracts().all().is_empty() {
         tracing::warn!("no contracts loaded (--contracts or the ledger's contract store): every record will be rejected; /readyz answers 503");
@@ -281,9 +337,10 @@ async fn serve(opts: ServeOptions, loaded: config::Loaded) -> Result<(), AgentEr
         loop_tx: Mutex::new(loop_tx),
         intake,
         stopping: AtomicBool::new(false),
+        readers: Mutex::new(Vec::new()),
         options: opts,
     });
-    let writer = intake::spawn_writer(Arc::clone(&state), ledger, intake_rx)?;
+    let writer = intake::spawn_writer(Arc::clone(&state), ledger, intake_rx, nudge)?;
     let sender = send_loop::spawn(Arc::clone(&state), loop_rx)?;
     let importer = match orb {
         Some(schedule) => Some(import_loop::ImportLoop::spawn(
@@ -332,6 +389,10 @@ async fn serve(opts: ServeOptions, loaded: config::Loaded) -> Result<(), AgentEr
             i.stop();
         }
         let _ = writer.join();
+        // The writer's nudge is gone with it: the checkpointer makes its last checkpoint.
+        if let Some(c) = checkpointer {
+            let _ = c.join();
+        }
         let _ = sender.join();
         // S4 observe: alerts of the last pass get a few seconds to reach the webhook.
         if !alerts.flush(std::time::Duration::from_secs(5)) {

@@ -355,13 +355,12 @@ async fn answer(
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("query string: {e}")),
     };
     let read = tokio::task::spawn_blocking(move || {
-        let ledger = state.open_ledger()?;
         let v = state.validator();
         let now = Utc::now();
-        match which {
-            Endpoint::Summary => summary(&ledger, v.contracts(), &params, now),
-            Endpoint::Rows => rows(&ledger, v.contracts(), v.settings(), &params, now),
-        }
+        state.with_reader(|ledger| match which {
+            Endpoint::Summary => summary(ledger, v.contracts(), &params, now),
+            Endpoint::Rows => rows(ledger, v.contracts(), v.settings(), &params, now),
+        })
     })
     .await;
     let mut res = match read {

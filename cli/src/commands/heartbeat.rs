@@ -145,7 +145,9 @@ pub fn run(args: &HeartbeatArgs) -> Result<u8, CliError> {
     for e in ledger.enqueue(&rows).map_err(ledger_err)? {
         match e {
             Enqueued::New(id) | Enqueued::Requeued(id) => ids.push(id),
-            Enqueued::Existing(..) => {}
+            // A heartbeat is a zero for an hour without usage: a live row (usage another
+            // sender stored since) already covers the hour.
+            Enqueued::Existing(..) | Enqueued::Conflict(_) => {}
         }
     }
     let to_send = ledger.rows(&ids).map_err(ledger_err)?;

@@ -67,6 +67,18 @@ pub fn run(args: &ServeArgs) -> Result<u8, CliError> {
             "--send-interval {interval_text:?}: give a positive duration such as 500ms, 30s, 5m or 1h"
         ))
     })?;
+    let lease = match &loaded.serve.lease {
+        None => None,
+        Some(text) => Some(
+            parse_interval(text)
+                .filter(|d| d.as_secs() >= 1)
+                .ok_or_else(|| {
+                    CliError::Usage(format!(
+                "[serve] lease = {text:?}: give a duration of at least 1s, such as 30s, 2m or 10m"
+            ))
+                })?,
+        ),
+    };
     let ledger = match (&args.ledger, &loaded.serve.ledger) {
         (Some(p), _) => p.clone(),
         (None, Some(p)) => p.clone(),
@@ -82,6 +94,7 @@ pub fn run(args: &ServeArgs) -> Result<u8, CliError> {
             .or_else(|| loaded.serve.contracts.clone()),
         policies: args.policies.clone(),
         send_interval,
+        lease,
         insecure_no_auth: args.insecure_no_auth,
         send: args.send.clone(),
     };

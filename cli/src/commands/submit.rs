@@ -179,6 +179,37 @@ pub fn send_unfinished(
 }
 
 /// Prints a run's counts on stderr.
+/// Says why a record was not written: another sender sharing the ledger (an agent, or another
+/// `submit`) stored its dedup key with another quantity after this run read the history. The
+/// core's finding (`duplicate-request`), as the agent answers it.
+fn report_conflict(
+    ledger: &Ledger,
+    validator: &metergate_core::Validator,
+    row: &NewRow,
+    live: i64,
+) {
+    let first = ledger
+        .rows(&[live])
+        .ok()
+        .and_then(|r| r.first().map(LedgerRow::history_entry));
+    let finding = first.and_then(|h| validator.shared_ledger_duplicate(&row.record, &h));
+    let source = row.source.as_deref().unwrap_or("record");
+    match finding {
+        Some(f) => eprintln!(
+            "metergate: {}: not written: {}: {} (hint: {})",
+            crate::text::clean(source),
+            f.code,
+            crate::text::clean(&f.message),
+            crate::text::clean(f.hint.as_deref().unwrap_or_default())
+        ),
+        None => eprintln!(
+            "metergate: {}: not written: {}: ledger row {live} holds this key with another quantity, stored by another sender",
+            crate::text::clean(source),
+            Code::DuplicateRequest.as_str()
+        ),
+    }
+}
+
 pub fn report_run(stats: &RunStats, ledger: &Ledger) {
     eprintln!(
         "metergate: sent {} rows in {} calls ({} retried, {} split to find refused records, {} records unprocessed and re-sent): {} accepted, {} rejected, {} duplicate, {} failed (ledger {})",
@@ -365,17 +396,27 @@ pub fn run(args: &SubmitArgs) -> Result<u8, CliError> {
     let mut new = 0u64;
     let mut requeued = 0u64;
     let mut existing = 0u64;
+    let mut conflicts = 0u64;
     for chunk in new_rows.chunks(5000) {
-        for e in ledger.enqueue(chunk).map_err(ledger_err)? {
+        for (e, row) in ledger
+            .enqueue(chunk)
+            .map_err(ledger_err)?
+            .into_iter()
+            .zip(chunk)
+        {
             match e {
                 Enqueued::New(_) => new += 1,
                 Enqueued::Requeued(_) => requeued += 1,
                 Enqueued::Existing(..) => existing += 1,
+                Enqueued::Conflict(live) => {
+                    conflicts += 1;
+                    report_conflict(ledger, &setup.validator, row, live);
+                }
             }
         }
     }
-    if requeued > 0 || existing > 0 {
-        eprintln!("metergate: ledger: {new} new rows, {requeued} earlier rejected, failed or expired rows queued again, {existing} already present");
+    if requeued > 0 || existing > 0 || conflicts > 0 {
+        eprintln!("metergate: ledger: {new} new rows, {requeued} earlier rejected, failed or expired rows queued again, {existing} already present, {conflicts} not written (duplicate-request: another sender stored the key first)");
     }
 
     // 4. Send every unfinished row: these, and any an earlier run left behind.
@@ -391,6 +432,7 @@ pub fn run(args: &SubmitArgs) -> Result<u8, CliError> {
     report_run(&stats, ledger);
     let bad = summary.rejected > 0
         || unsendable > 0
+        || conflicts > 0
         || expired > 0
         || stats.rejected + stats.duplicate + stats.failed > 0;
     let stuck = ledger

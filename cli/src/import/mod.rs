@@ -579,6 +579,11 @@ pub fn plan(
                     l.ledger_id = Some(*id);
                     l.detail = Some(format!("the ledger already holds this record ({status})"));
                 }
+                Some(Enqueued::Conflict(id)) => {
+                    l.detail = Some(format!(
+                        "not written: ledger row {id}, stored by another sender sharing the ledger, holds this customer, dimension and hour with another quantity (duplicate-request)"
+                    ));
+                }
                 None => {}
             }
             save_state(

@@ -9,7 +9,9 @@
 //! `record_id` is claimed when its row is written ([`IntakeTx::store`]): the claim that finds
 //! the id taken gets the stored verdict, and the row written for it in this transaction is
 //! taken back. The transaction is `IMMEDIATE` (it holds SQLite's write lock from its start),
-//! so no other writer, in this process or another, can slip in between.
+//! so no other writer, in this process or another, can slip in between. The same insert meets
+//! the one-live-row-per-dedup-key index (see [`super`]): a record another agent stored the key
+//! of with another quantity is [`Stored::Conflict`], and nothing of it is kept.
 //!
 //! ## Group writes
 //! [`IntakeTx::store`] writes a whole group's accepted records at once, with multi-row
@@ -21,9 +23,13 @@
 use std::sync::OnceLock;
 
 use metergate_core::time::format_rfc3339;
+use metergate_core::HistoryEntry;
 
-use super::db::{DbError, Exec, ToValue, Tx};
-use super::{db_err, enqueue_in, idempotency_key, now_text, Enqueued, Ledger, LedgerError, NewRow};
+use super::db::{DbError, Engine, Exec, ToValue, Tx};
+use super::{
+    db_err, dedup_key, enqueue_in, history_entry_in, idempotency_key, now_text, Enqueued, Ledger,
+    LedgerError, NewRow,
+};
 
 /// The most rows one multi-row statement of [`IntakeTx::store`] writes.
 pub const CHUNK: usize = 64;
@@ -52,6 +58,11 @@ pub enum Stored {
     /// Its `record_id` was already taken (by an earlier request, or by another agent at the
     /// same moment): nothing of it is stored. The verdict given the first time.
     Taken(String),
+    /// Another live row holds its dedup key with another quantity (another sender sharing the
+    /// ledger stored it first; see [`Enqueued::Conflict`]): nothing of it is stored, its
+    /// `record_id` is not kept. That row, as dedup history, for the core's finding
+    /// ([`metergate_core::Validator::shared_ledger_duplicate`]).
+    Conflict(HistoryEntry),
 }
 
 /// A write transaction for a group of intake requests. Nothing is visible to other connections
@@ -206,30 +217,106 @@ impl IntakeTx<'_> {
     /// Stores a group's accepted records, insert-first, and says for each what happened
     /// (same order as `items`):
     ///
-    /// 1. the rows, `INSERT ... ON CONFLICT (idem_key) DO NOTHING RETURNING id`;
+    /// 1. the rows, `INSERT ... ON CONFLICT (idem_key) DO NOTHING RETURNING id` (SQLite:
+    ///    with the ids given and no `RETURNING`, see below);
     /// 2. the `record_id` claims with their verdicts and rows,
-    ///    `INSERT ... ON CONFLICT (record_id) DO NOTHING RETURNING record_id`. A claim that
+    ///    `INSERT ... ON CONFLICT (record_id) DO NOTHING RETURNING record_id` (SQLite: no
+    ///    `RETURNING`; the change count says whether every claim was new). A claim that
     ///    finds its id taken gets [`Stored::Taken`], and the row written for it in step 1 is
     ///    deleted again (nothing else has seen it: the transaction is still open);
     /// 3. the `written` transitions of the new rows;
     /// 4. rows whose key the ledger already held, one by one as [`Ledger::enqueue`] does
     ///    (a `rejected`, `failed` or `expired` row goes back to `pending`, any other stays).
-    ///    This comes after the claims, so a record whose id is taken changes nothing.
+    ///    This comes after the claims, so a record whose id is taken changes nothing. A row
+    ///    whose dedup key another live row holds with another quantity gets
+    ///    [`Stored::Conflict`], and its `record_id` claim is let go again.
     ///
-    /// On PostgreSQL (read committed) an insert that meets a key another agent's open
-    /// transaction has just written waits for that transaction: a key is stored once.
+    /// The insert of step 1 is `ON CONFLICT DO NOTHING` on every unique key: the idempotency
+    /// key, and the one live row per dedup key (a row it did not write goes to step 4). On
+    /// PostgreSQL (read committed) an insert that meets a key another agent's open
+    /// transaction has just written waits for that transaction: a key is stored once, and a
+    /// dedup key has one live row, whichever agent judged the record.
     pub fn store(&self, items: &[Accepted]) -> Result<Vec<Stored>, LedgerError> {
+        self.store_with(items, Vec::new())
+    }
+
+    /// [`IntakeTx::store`], with the column text of some rows already worked out:
+    /// `texts[i]`, when given, is [`RowText::of`] `items[i]`'s row (the agent's HTTP workers
+    /// build it while the writer judges other requests).
+    pub fn store_with(
+        &self,
+        items: &[Accepted],
+        mut texts: Vec<Option<RowText>>,
+    ) -> Result<Vec<Stored>, LedgerError> {
         let e = self.err();
         let mut out: Vec<Stored> = vec![Stored::Kept(None); items.len()];
+        texts.resize_with(items.len(), || None);
         // 1. The rows, in key order.
-        let mut rows: Vec<RowText<'_>> = items
+        let mut rows: Vec<Pending<'_>> = items
             .iter()
+            .zip(texts)
             .enumerate()
-            .filter_map(|(i, a)| a.row.as_ref().map(|r| RowText::new(i, r)))
+            .filter_map(|(i, (a, t))| {
+                a.row.as_ref().map(|row| Pending {
+                    item: i,
+                    row,
+                    text: t.unwrap_or_else(|| RowText::of(&row.record, &row.wire)),
+                })
+            })
             .collect();
-        rows.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        rows.sort_unstable_by(|a, b| a.text.key.cmp(&b.text.key));
         let mut conflicted: Vec<usize> = Vec::new();
+        // SQLite: this transaction holds the write lock, so the ids are given here, as SQLite
+        // would give them (the largest so far, plus one): no `RETURNING`, whose result table
+        // costs SQLite a b-tree insert per row. The statement's change count says whether
+        // every row was written; only when one was not are the written ones read back.
+        let sqlite = self.tx.engine() == Engine::Sqlite;
+        let mut next_id = if sqlite && !rows.is_empty() {
+            self.largest("SELECT COALESCE(MAX(id), 0) FROM records")? + 1
+        } else {
+            0
+        };
         for chunk in chunks(&rows) {
+            if sqlite {
+                let ids: Vec<i64> = (next_id..).take(chunk.len()).collect();
+                next_id += chunk.len() as i64;
+                let sql = statement(&RECORDS_IDS_SQL, chunk.len(), records_ids_sql);
+                let mut params: Vec<&dyn ToValue> =
+                    Vec::with_capacity(1 + chunk.len() * (RECORD_PARAMS + 1));
+                params.push(&self.now);
+                for (r, id) in chunk.iter().zip(&ids) {
+                    params.push(id);
+                    r.params(&mut params);
+                }
+                let written = self.tx.execute(sql, &params).map_err(&e)?;
+                let mut found = vec![written == chunk.len() as u64; chunk.len()];
+                if written != chunk.len() as u64 {
+                    let (lo, hi) = (ids[0], ids[ids.len() - 1]);
+                    for row in self
+                        .tx
+                        .query(
+                            "SELECT id FROM records WHERE id BETWEEN ?1 AND ?2",
+                            &[&lo, &hi],
+                        )
+                        .map_err(&e)?
+                    {
+                        let id: i64 = row.get(0).map_err(&e)?;
+                        if let Ok(j) = usize::try_from(id - lo) {
+                            if let Some(f) = found.get_mut(j) {
+                                *f = true;
+                            }
+                        }
+                    }
+                }
+                for (j, r) in chunk.iter().enumerate() {
+                    if found[j] {
+                        out[r.item] = Stored::Kept(Some(Enqueued::New(ids[j])));
+                    } else {
+                        conflicted.push(r.item);
+                    }
+                }
+                continue;
+            }
             let sql = statement(&RECORDS_SQL, chunk.len(), records_sql);
             let mut params: Vec<&dyn ToValue> = Vec::with_capacity(1 + chunk.len() * RECORD_PARAMS);
             params.push(&self.now);
@@ -243,10 +330,10 @@ impl IntakeTx<'_> {
                 let id: i64 = row.get(0).map_err(&e)?;
                 let key: String = row.get(1).map_err(&e)?;
                 // RETURNING gives the rows in the order written, as a rule; search otherwise.
-                let j = if chunk.get(next).is_some_and(|r| r.key == key) {
+                let j = if chunk.get(next).is_some_and(|r| r.text.key == key) {
                     next
                 } else {
-                    match chunk.iter().position(|r| r.key == key) {
+                    match chunk.iter().position(|r| r.text.key == key) {
                         Some(j) => j,
                         None => continue,
                     }
@@ -280,8 +367,14 @@ impl IntakeTx<'_> {
             })
             .collect();
         let mut taken: Vec<usize> = Vec::new();
+        // SQLite: no `RETURNING` either (see step 1). The claims written by this call are
+        // the rows past the largest rowid before it (ids are distinct within a group).
+        let claims_before = if sqlite && !claims.is_empty() {
+            self.largest("SELECT COALESCE(MAX(rowid), 0) FROM intake_records")?
+        } else {
+            0
+        };
         for chunk in chunks(&claims) {
-            let sql = statement(&CLAIMS_SQL, chunk.len(), claims_sql);
             let mut params: Vec<&dyn ToValue> = Vec::with_capacity(1 + chunk.len() * 3);
             params.push(&self.now);
             for &i in chunk {
@@ -289,6 +382,32 @@ impl IntakeTx<'_> {
                 params.push(&items[i].verdict);
                 params.push(&row_ids[i]);
             }
+            if sqlite {
+                let sql = statement(&CLAIMS_PLAIN_SQL, chunk.len(), claims_plain_sql);
+                let written = self.tx.execute(sql, &params).map_err(&e)?;
+                if written == chunk.len() as u64 {
+                    continue;
+                }
+                let mine: std::collections::HashSet<String> = self
+                    .tx
+                    .query(
+                        "SELECT record_id FROM intake_records WHERE rowid > ?1",
+                        &[&claims_before],
+                    )
+                    .map_err(&e)?
+                    .into_iter()
+                    .map(|r| r.get::<String>(0))
+                    .collect::<Result<_, _>>()
+                    .map_err(&e)?;
+                taken.extend(chunk.iter().copied().filter(|&i| {
+                    !items[i]
+                        .record_id
+                        .as_ref()
+                        .is_some_and(|id| mine.contains(id))
+                }));
+                continue;
+            }
+            let sql = statement(&CLAIMS_SQL, chunk.len(), claims_sql);
             let returned = self.tx.query(sql, &params).map_err(&e)?;
             let mut found = vec![false; chunk.len()];
             let mut next = 0;
@@ -349,10 +468,20 @@ impl IntakeTx<'_> {
             };
             let done = enqueue_in(&self.tx, &self.path, std::slice::from_ref(row))?;
             let Some(&done) = done.first() else { continue };
+            if let Enqueued::Conflict(live) = done {
+                out[i] = Stored::Conflict(history_entry_in(&self.tx, &self.path, live)?);
+                if let Some(id) = items[i].record_id.as_deref() {
+                    self.release_record(id)?;
+                }
+                continue;
+            }
             out[i] = Stored::Kept(Some(done));
             if let Some(id) = items[i].record_id.as_deref() {
                 let row = match done {
-                    Enqueued::New(r) | Enqueued::Requeued(r) | Enqueued::Existing(r, _) => r,
+                    Enqueued::New(r)
+                    | Enqueued::Requeued(r)
+                    | Enqueued::Existing(r, _)
+                    | Enqueued::Conflict(r) => r,
                 };
                 self.tx
                     .execute(
@@ -363,6 +492,15 @@ impl IntakeTx<'_> {
             }
         }
         Ok(out)
+    }
+
+    /// One integer a query gives (a largest id).
+    fn largest(&self, sql: &str) -> Result<i64, LedgerError> {
+        let e = self.err();
+        match self.tx.query_opt(sql, &[]).map_err(&e)? {
+            Some(r) => r.get(0).map_err(&e),
+            None => Ok(0),
+        }
     }
 
     /// Writes rows as `pending`, as [`Ledger::enqueue`] does, inside this transaction.
@@ -378,14 +516,15 @@ impl IntakeTx<'_> {
 }
 
 /// The parameters of one row in the multi-row `INSERT INTO records`.
-const RECORD_PARAMS: usize = 12;
+const RECORD_PARAMS: usize = 13;
 
-/// One row's column values for the multi-row insert, computed once.
-struct RowText<'a> {
-    /// Position in the caller's items.
-    item: usize,
+/// A row's column text for the multi-row insert of [`IntakeTx::store`]: its idempotency key,
+/// times, quantity and wire JSON, worked out once per record. [`RowText::of`] is pure, so the
+/// agent builds it on its HTTP workers, off the serialised writer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowText {
     key: String,
-    row: &'a NewRow,
+    dedup: String,
     marketplace: &'static str,
     start: String,
     start_secs: i64,
@@ -394,38 +533,48 @@ struct RowText<'a> {
     wire: String,
 }
 
-impl<'a> RowText<'a> {
-    fn new(item: usize, row: &'a NewRow) -> RowText<'a> {
-        let r = &row.record;
+impl RowText {
+    /// The text of the row of `record` with these wire values.
+    pub fn of(record: &metergate_core::UsageRecord, wire: &serde_json::Value) -> RowText {
+        let r = record;
         RowText {
-            item,
             key: idempotency_key(r),
-            row,
+            dedup: dedup_key(r),
             marketplace: r.marketplace.as_str(),
             start: format_rfc3339(r.start_time),
             start_secs: r.start_time.timestamp(),
             end: r.end_time.map(format_rfc3339),
             quantity: r.quantity.normalize().to_string(),
-            wire: row.wire.to_string(),
+            wire: wire.to_string(),
         }
     }
+}
 
+/// One row being stored: its place in the caller's items, the row and its text.
+struct Pending<'a> {
+    item: usize,
+    row: &'a NewRow,
+    text: RowText,
+}
+
+impl Pending<'_> {
     /// This row's values, in the order of `records_sql`.
     fn params<'p>(&'p self, out: &mut Vec<&'p dyn ToValue>) {
-        let r = &self.row.record;
+        let (r, t) = (&self.row.record, &self.text);
         out.extend([
-            &self.key as &dyn ToValue,
-            &self.marketplace,
+            &t.key as &dyn ToValue,
+            &t.marketplace,
             &r.product,
             &r.customer,
             &r.dimension,
-            &self.start,
-            &self.start_secs,
-            &self.end,
-            &self.quantity,
+            &t.start,
+            &t.start_secs,
+            &t.end,
+            &t.quantity,
             &r.record_id,
             &self.row.source,
-            &self.wire,
+            &t.wire,
+            &t.dedup,
         ]);
     }
 }
@@ -452,6 +601,8 @@ type SqlCache = OnceLock<[String; SIZES.len()]>;
 
 static RECORDS_SQL: SqlCache = OnceLock::new();
 static CLAIMS_SQL: SqlCache = OnceLock::new();
+static RECORDS_IDS_SQL: SqlCache = OnceLock::new();
+static CLAIMS_PLAIN_SQL: SqlCache = OnceLock::new();
 static TRANSITIONS_SQL: SqlCache = OnceLock::new();
 
 /// The statement text for `n` rows (`n` one of [`SIZES`]), built once.
@@ -476,12 +627,35 @@ fn records_sql(n: usize) -> String {
     let width = RECORD_PARAMS;
     format!(
         "INSERT INTO records (idem_key, marketplace, product, customer, dimension, start_time, \
-         start_secs, end_time, quantity, record_id, source, wire, status, created_at, updated_at) \
-         VALUES {} ON CONFLICT (idem_key) DO NOTHING RETURNING id, idem_key",
+         start_secs, end_time, quantity, record_id, source, wire, dedup_key, status, created_at, \
+         updated_at) VALUES {} ON CONFLICT DO NOTHING RETURNING id, idem_key",
         values(n, width, |b| {
             let p: Vec<String> = (b..b + width).map(|i| format!("?{i}")).collect();
             format!("({}, 'pending', ?1, ?1)", p.join(", "))
         })
+    )
+}
+
+/// [`records_sql`] with the ids given (SQLite): `(id, values...)`, no `RETURNING`.
+fn records_ids_sql(n: usize) -> String {
+    let width = RECORD_PARAMS + 1;
+    format!(
+        "INSERT INTO records (id, idem_key, marketplace, product, customer, dimension, \
+         start_time, start_secs, end_time, quantity, record_id, source, wire, dedup_key, \
+         status, created_at, updated_at) VALUES {} ON CONFLICT DO NOTHING",
+        values(n, width, |b| {
+            let p: Vec<String> = (b..b + width).map(|i| format!("?{i}")).collect();
+            format!("({}, 'pending', ?1, ?1)", p.join(", "))
+        })
+    )
+}
+
+/// [`claims_sql`] without `RETURNING` (SQLite).
+fn claims_plain_sql(n: usize) -> String {
+    format!(
+        "INSERT INTO intake_records (record_id, verdict, row, created_at) VALUES {} \
+         ON CONFLICT (record_id) DO NOTHING",
+        values(n, 3, |b| format!("(?{b}, ?{}, ?{}, ?1)", b + 1, b + 2))
     )
 }
 

@@ -30,6 +30,20 @@
 //! another sender takes over once it runs out (a crashed agent's rows are re-sent with their
 //! stored wire values by the next).
 //!
+//! **One live row per dedup key.** Each sender judges new records against its own dedup state
+//! (the core's session, fed once from [`Ledger::history`]), which knows nothing of what another
+//! sender stored since. So the ledger itself keeps at most one *live* row (`pending`,
+//! `sending`, `accepted`, `duplicate`: the statuses [`Ledger::history`] returns,
+//! [`Status::counts_as_sent`]) per marketplace dedup key ([`dedup_key`], the core's
+//! [`metergate_core::dedup::key_text`]): a unique partial index on `dedup_key` (schema 7).
+//! Every insert is `ON CONFLICT DO NOTHING`; a record whose idempotency key is already there is
+//! a replay (as ever), one whose dedup key another live row holds with another quantity is
+//! not written ([`Enqueued::Conflict`], [`intake::Stored::Conflict`]) and gets the core's
+//! `duplicate-request` ([`metergate_core::Validator::shared_ledger_duplicate`]). A re-queue of
+//! a `rejected`, `failed` or `expired` row happens only when no other live row holds its key;
+//! otherwise the row stays as it ended. Rows whose `dedup_key` is NULL are the later live rows
+//! of a key that a ledger held twice before schema 7: kept as they were, outside the index.
+//!
 //! Schema versions are kept in `PRAGMA user_version` (SQLite) or the `schema_version` table
 //! (PostgreSQL) and applied in order by [`Ledger::open`].
 
@@ -68,6 +82,7 @@ pub const DEFAULT_LEDGER: &str = "metergate-ledger.sqlite";
 /// [`crate::agent::heartbeat`]). Migrations run with foreign keys off and are checked with
 /// `PRAGMA foreign_key_check` before they commit, as SQLite's documented table-rebuild
 /// procedure requires. Version 6 adds the claim leases (`lease_owner`, `lease_until`).
+/// Version 7 adds `dedup_key` and the one-live-row-per-key index (see [`dedup_backfill`]).
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE records (
@@ -274,15 +289,87 @@ CREATE TABLE heartbeat_hours (
 ALTER TABLE records ADD COLUMN lease_owner TEXT;
 ALTER TABLE records ADD COLUMN lease_until INTEGER;
 "#,
+    // Version 7: one live row per marketplace dedup key, whatever the sender. The column is
+    // filled (and the unique index built) by `dedup_backfill`, in Rust, so that the key has
+    // one definition: the core's (`metergate_core::dedup::key_text`).
+    r#"
+ALTER TABLE records ADD COLUMN dedup_key TEXT;
+"#,
 ];
+
+/// The live statuses: a row in one of them may still be (or has been) billed, so its key is
+/// the dedup history ([`Ledger::history`]) and at most one such row per `dedup_key` exists
+/// (the unique index [`LIVE_DEDUP_INDEX`]). The same set as [`Status::counts_as_sent`].
+const LIVE_STATUSES: &str = "status IN ('pending', 'sending', 'accepted', 'duplicate')";
+
+/// Version 7's unique partial index: at most one live row per dedup key. Rows whose
+/// `dedup_key` is NULL are outside it: the later live rows of a key that an older ledger
+/// already held twice (see [`dedup_backfill`]).
+const LIVE_DEDUP_INDEX: &str = "CREATE UNIQUE INDEX records_live_dedup ON records(dedup_key) \
+     WHERE status IN ('pending', 'sending', 'accepted', 'duplicate')";
+
+/// The note logged (a `transitions` row from a status to itself) on a live row that version 7
+/// left out of the one-live-row index because an earlier live row holds its key.
+pub const SECOND_LIVE_NOTE: &str = "schema 7: an earlier live row holds this dedup key; this row keeps its state and is left out of the one-live-row index (dedup_key NULL)";
+
+/// Version 7's data step, after its `ALTER TABLE` and before its index, on either engine:
+/// every row gets its `dedup_key` ([`dedup_key`]), read in id order. Of the live rows of one
+/// key (possible before version 7, when two senders judged the same key apart), the earliest
+/// keeps it; each later one keeps its state and everything else, gets no `dedup_key` (so the
+/// unique index leaves it out) and a transition noting why ([`SECOND_LIVE_NOTE`]). Nothing is
+/// deleted. The rows are read in pages, so a large ledger is not loaded at once.
+fn dedup_backfill<E: Exec + ?Sized>(tx: &E, path: &str) -> Result<(), LedgerError> {
+    const PAGE: i64 = 5000;
+    let e = db_err(path);
+    let now = now_text();
+    let mut live: HashSet<String> = HashSet::new();
+    let mut after = 0i64;
+    loop {
+        let rows = query_rows(
+            tx,
+            path,
+            &format!("SELECT {COLUMNS} FROM records WHERE id > ?1 ORDER BY id LIMIT ?2"),
+            &[&after, &PAGE],
+        )?;
+        let Some(last) = rows.last() else { break };
+        after = last.id;
+        for row in &rows {
+            let key = dedup_key(&row.usage_record());
+            if row.status.counts_as_sent() && !live.insert(key.clone()) {
+                tx.execute(
+                    "INSERT INTO transitions (record, at, from_status, to_status, note) \
+                     VALUES (?1, ?2, ?3, ?3, ?4)",
+                    &[&row.id, &now, &row.status.as_str(), &SECOND_LIVE_NOTE],
+                )
+                .map_err(&e)?;
+                continue;
+            }
+            tx.execute(
+                "UPDATE records SET dedup_key = ?2 WHERE id = ?1",
+                &[&row.id, &key],
+            )
+            .map_err(&e)?;
+        }
+    }
+    tx.batch(LIVE_DEDUP_INDEX).map_err(&e)
+}
+
+/// The Rust half of a migration step, run right after the step's SQL on either engine.
+fn after_step<E: Exec + ?Sized>(version: i64, tx: &E, path: &str) -> Result<(), LedgerError> {
+    match version {
+        7 => dedup_backfill(tx, path),
+        _ => Ok(()),
+    }
+}
 
 /// PostgreSQL's migrations, as `(version reached, SQL)`, applied in order by [`Ledger::open`]
 /// with the version kept in the `schema_version` table. Versions count as SQLite's do: the
 /// first reaches version 6, SQLite's schema at version 6 written for PostgreSQL (ids from
 /// identity columns, integers `BIGINT`). A later change adds one step to each list.
-const PG_MIGRATIONS: &[(i64, &str)] = &[(
-    6,
-    r#"
+const PG_MIGRATIONS: &[(i64, &str)] = &[
+    (
+        6,
+        r#"
 CREATE TABLE records (
     id                    BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
     idem_key              TEXT NOT NULL UNIQUE,
@@ -432,7 +519,11 @@ CREATE TABLE heartbeat_hours (
     done_at    TEXT NOT NULL
 );
 "#,
-)];
+    ),
+    // Version 7 (see SQLite's): the dedup key column; `dedup_backfill` fills it and builds
+    // the index.
+    (7, "ALTER TABLE records ADD COLUMN dedup_key TEXT"),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -598,6 +689,15 @@ pub enum LedgerError {
         /// The driver's reason (password masked).
         message: String,
     },
+    /// A row's dedup key kept changing under the write (other senders ending and writing
+    /// rows for it at that very moment); nothing was written for it.
+    #[error("ledger {path}: the dedup key {key} kept changing under this write; try again")]
+    Contended {
+        /// The ledger location (password masked).
+        path: String,
+        /// The dedup key.
+        key: String,
+    },
     /// A step that does not run on this engine yet.
     #[error("ledger {path}: not yet on PostgreSQL: {what}")]
     NotYet {
@@ -638,6 +738,10 @@ pub enum Enqueued {
     Requeued(i64),
     /// The key is already in the ledger in this state; nothing changed.
     Existing(i64, Status),
+    /// Another live row (this id) holds the record's dedup key with another quantity: written
+    /// by another sender sharing the ledger. Nothing was written; the marketplace would keep
+    /// that row's quantity and drop this one (the core's `duplicate-request`).
+    Conflict(i64),
 }
 
 /// One ledger row.
@@ -767,28 +871,19 @@ pub struct Filter {
     pub until: Option<DateTime<Utc>>,
 }
 
-/// The idempotency key: the marketplace's dedup key plus the quantity.
+/// The idempotency key: the marketplace's dedup key ([`dedup_key`]) plus the quantity.
 ///
 /// AWS and Azure deduplicate per customer, dimension and hour, so the key holds the hour;
 /// Google holds the exact interval. The quantity is normalised (`5.0` and `5` are one key).
 pub fn idempotency_key(r: &UsageRecord) -> String {
-    let when = match r.marketplace {
-        Marketplace::Aws | Marketplace::Azure => format_rfc3339(hour_floor(r.start_time)),
-        Marketplace::Gcp => format!(
-            "{}/{}",
-            format_rfc3339(r.start_time),
-            r.end_time.map(format_rfc3339).unwrap_or_default()
-        ),
-    };
-    format!(
-        "{}|{}|{}|{}|{}|{}",
-        r.marketplace,
-        r.product,
-        r.customer,
-        r.dimension,
-        when,
-        r.quantity.normalize()
-    )
+    format!("{}|{}", dedup_key(r), r.quantity.normalize())
+}
+
+/// The marketplace's dedup key of a record, as the core writes it
+/// ([`metergate_core::dedup::key_text`]): the `dedup_key` column, of which at most one live
+/// row ([`Status::counts_as_sent`]) exists in a ledger.
+pub fn dedup_key(r: &UsageRecord) -> String {
+    metergate_core::dedup::key_text(r)
 }
 
 fn now_text() -> String {
@@ -803,6 +898,9 @@ pub type Transition = (String, Option<String>, String, Option<String>);
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
 /// The environment variable that sets the lease in whole seconds (tests use a short one).
 pub const LEASE_ENV: &str = "METERGATE_LEASE_SECS";
+
+/// The page cache, in KiB, of a connection tuned by [`Ledger::tune_for_bulk_writes`].
+pub const WRITER_CACHE_KIB: u32 = 64 * 1024;
 
 /// An open ledger: a SQLite file or a PostgreSQL database (see [`db`]).
 pub struct Ledger {
@@ -1031,6 +1129,52 @@ impl Ledger {
         db_err(&self.path)
     }
 
+    /// SQLite: whether this connection checkpoints the WAL itself when it passes 1,000
+    /// pages after a commit (SQLite's default: on). An agent turns it off on its intake
+    /// writer and runs [`Ledger::checkpoint`] on another connection, so no commit waits for
+    /// a checkpoint. Nothing on PostgreSQL.
+    pub fn set_auto_checkpoint(&mut self, on: bool) -> Result<(), LedgerError> {
+        let path = self.path.clone();
+        let Some(conn) = self.db.sqlite_mut() else {
+            return Ok(());
+        };
+        let pages = if on { 1000 } else { 0 };
+        conn.pragma_update(None, "wal_autocheckpoint", pages)
+            .map_err(|source| LedgerError::Sqlite { path, source })
+    }
+
+    /// SQLite: settings for a connection that writes many rows per transaction (the agent's
+    /// intake writer): a page cache of [`WRITER_CACHE_KIB`] KiB instead of SQLite's 2 MiB, so
+    /// the indexes' pages stay in memory as the ledger grows, and statement journals kept in
+    /// memory (`temp_store=MEMORY`) instead of spilling to a temporary file (a multi-row
+    /// `INSERT` that may fail halfway keeps one). Durability is unchanged: both are
+    /// per-connection caches. Nothing on PostgreSQL.
+    pub fn tune_for_bulk_writes(&mut self) -> Result<(), LedgerError> {
+        let path = self.path.clone();
+        let Some(conn) = self.db.sqlite_mut() else {
+            return Ok(());
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-{WRITER_CACHE_KIB};"
+        ))
+        .map_err(|source| LedgerError::Sqlite { path, source })
+    }
+
+    /// SQLite: a `PASSIVE` checkpoint: copies what it can of the WAL into the database file
+    /// without waiting for (or blocking) the writer or the readers. Returns the WAL's frames
+    /// and the frames copied so far. Nothing on PostgreSQL (`None`).
+    pub fn checkpoint(&mut self) -> Result<Option<(i64, i64)>, LedgerError> {
+        let path = self.path.clone();
+        let Some(conn) = self.db.sqlite_mut() else {
+            return Ok(None);
+        };
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        })
+        .map(Some)
+        .map_err(|source| LedgerError::Sqlite { path, source })
+    }
+
     fn configure(&mut self) -> Result<(), LedgerError> {
         let path = self.path.clone();
         let e = |source| LedgerError::Sqlite {
@@ -1107,6 +1251,7 @@ impl Ledger {
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             tx.execute_batch(sql).map_err(e)?;
+            after_step(i as i64 + 1, &*tx, path)?;
             tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
                 .map_err(e)?;
         }
@@ -1169,6 +1314,10 @@ impl Ledger {
         }
         for (to, sql) in PG_MIGRATIONS.iter().filter(|(to, _)| *to > version) {
             tx.batch(sql).map_err(&e)?;
+            if *to > 6 {
+                // The first step reaches version 6 at once; later ones carry their own.
+                after_step(*to, &tx, &path)?;
+            }
             tx.execute("DELETE FROM schema_version", &[]).map_err(&e)?;
             tx.execute("INSERT INTO schema_version (version) VALUES (?1)", &[to])
                 .map_err(&e)?;
@@ -1196,8 +1345,11 @@ impl Ledger {
 
     /// Writes records as `pending`, all in one transaction, before anything is sent. A key
     /// already in the ledger is left alone, unless its row ended `rejected`, `failed` or
-    /// `expired`: then
-    /// it goes back to `pending` with the new wire values (a deliberate second try).
+    /// `expired`: then it goes back to `pending` with the new wire values (a deliberate second
+    /// try). A record whose dedup key another live row holds with another quantity (written
+    /// by another sender since this one read the history) is not written:
+    /// [`Enqueued::Conflict`]; nor is a re-queue that would make a second live row (the
+    /// ended row stays as it is).
     pub fn enqueue(&mut self, rows: &[NewRow]) -> Result<Vec<Enqueued>, LedgerError> {
         let path = self.path.clone();
         let tx = self.begin()?;
@@ -1401,21 +1553,39 @@ impl Ledger {
     }
 
     /// Puts `failed` rows back in `pending` (for `resume --retry-failed`). Returns how many.
+    ///
+    /// One live row per dedup key holds here too: a failed row stays failed when a live row
+    /// holds its key (another quantity was stored or sent for that hour since), and of
+    /// several failed rows of one key only the earliest goes back. A failed row left out of
+    /// the index at version 7 (no `dedup_key`) stays failed. On PostgreSQL, a live row that
+    /// another agent writes for one of the keys during this statement makes it fail (nothing
+    /// changes; run it again).
     pub fn requeue_failed(&mut self) -> Result<usize, LedgerError> {
         let path = self.path.clone();
         let e = db_err(&path);
         let now = now_text();
         let tx = self.begin()?;
+        let which = format!(
+            "status = 'failed' AND dedup_key IS NOT NULL \
+             AND NOT EXISTS (SELECT 1 FROM records l WHERE l.dedup_key = records.dedup_key \
+                 AND l.{LIVE_STATUSES}) \
+             AND id = (SELECT MIN(f.id) FROM records f WHERE f.dedup_key = records.dedup_key \
+                 AND f.status = 'failed')"
+        );
         tx.execute(
-            "INSERT INTO transitions (record, at, from_status, to_status, note) \
-             SELECT id, ?1, 'failed', 'pending', 'retry failed' FROM records WHERE status = 'failed'",
+            &format!(
+                "INSERT INTO transitions (record, at, from_status, to_status, note) \
+                 SELECT id, ?1, 'failed', 'pending', 'retry failed' FROM records WHERE {which}"
+            ),
             &[&now],
         )
         .map_err(&e)?;
         let n = tx
             .execute(
-                "UPDATE records SET status = 'pending', updated_at = ?1, finished_at = NULL, \
-                 lease_owner = NULL, lease_until = NULL WHERE status = 'failed'",
+                &format!(
+                    "UPDATE records SET status = 'pending', updated_at = ?1, finished_at = NULL, \
+                     lease_owner = NULL, lease_until = NULL WHERE {which}"
+                ),
                 &[&now],
             )
             .map_err(&e)?;
@@ -1485,7 +1655,7 @@ impl Ledger {
             .query(
                 &format!(
                     "SELECT {COLUMNS} FROM records \
-                     WHERE status IN ('pending', 'sending', 'accepted', 'duplicate') ORDER BY id"
+                     WHERE {LIVE_STATUSES} ORDER BY id"
                 ),
                 &[],
             )?
@@ -1508,7 +1678,7 @@ impl Ledger {
                 &format!(
                     "SELECT {COLUMNS} FROM records WHERE marketplace = ?1 AND product = ?2 \
                      AND start_secs >= ?3 AND start_secs < ?4 \
-                     AND status IN ('pending', 'sending', 'accepted', 'duplicate') ORDER BY id"
+                     AND {LIVE_STATUSES} ORDER BY id"
                 ),
                 &[&marketplace.as_str(), &product, &from, &to],
             )?
@@ -1670,92 +1840,200 @@ fn password_of(url: &str) -> Option<String> {
 
 /// Writes records as `pending` inside the caller's transaction (any engine, or a raw SQLite
 /// transaction); see [`Ledger::enqueue`].
+///
+/// Insert-first on the dedup key: the insert is `ON CONFLICT DO NOTHING` (any unique key: the
+/// idempotency key, or the live row of the dedup key), and a row it did not write is looked
+/// up afterwards. A re-queue sets the row back to `pending` only when no other live row holds
+/// its dedup key (on PostgreSQL under a savepoint, so that a row another agent's transaction
+/// writes at that moment turns it into [`Enqueued::Conflict`], not an error).
 pub(crate) fn enqueue_in<E: Exec + ?Sized>(
     tx: &E,
     path: &str,
     rows: &[NewRow],
 ) -> Result<Vec<Enqueued>, LedgerError> {
-    let e = db_err(path);
     let now = now_text();
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let r = &row.record;
-        let key = idempotency_key(r);
-        let wire = row.wire.to_string();
+    rows.iter()
+        .map(|row| enqueue_one(tx, path, row, &now))
+        .collect()
+}
+
+/// How many times [`enqueue_one`] tries a row whose conflicting row vanished before it could
+/// be read (another sender ended it right then).
+const ENQUEUE_TRIES: usize = 3;
+
+fn enqueue_one<E: Exec + ?Sized>(
+    tx: &E,
+    path: &str,
+    row: &NewRow,
+    now: &str,
+) -> Result<Enqueued, LedgerError> {
+    let e = db_err(path);
+    let r = &row.record;
+    let key = idempotency_key(r);
+    let dkey = dedup_key(r);
+    let wire = row.wire.to_string();
+    for _ in 0..ENQUEUE_TRIES {
         let existing = tx
             .query_opt(
                 "SELECT id, status FROM records WHERE idem_key = ?1",
                 &[&key],
             )
             .map_err(&e)?;
-        match existing {
-            None => {
-                let id: i64 = tx
-                    .query_opt(
-                        "INSERT INTO records (idem_key, marketplace, product, customer, dimension, \
-                         start_time, start_secs, end_time, quantity, record_id, source, wire, status, \
-                         created_at, updated_at) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'pending', ?13, ?13) \
-                         RETURNING id",
-                        &[
-                            &key,
-                            &r.marketplace.as_str(),
-                            &r.product,
-                            &r.customer,
-                            &r.dimension,
-                            &format_rfc3339(r.start_time),
-                            &r.start_time.timestamp(),
-                            &r.end_time.map(format_rfc3339),
-                            &r.quantity.normalize().to_string(),
-                            &r.record_id,
-                            &row.source,
-                            &wire,
-                            &now,
-                        ],
-                    )
-                    .map_err(&e)?
-                    .map(|x| x.get(0))
-                    .transpose()
-                    .map_err(&e)?
-                    .ok_or_else(|| LedgerError::Corrupt {
-                        path: path.to_owned(),
-                        id: 0,
-                        message: "the insert returned no id".into(),
-                    })?;
+        if let Some(x) = existing {
+            let id: i64 = x.get(0).map_err(&e)?;
+            let status: String = x.get(1).map_err(&e)?;
+            let status = parse_status(path, id, &status)?;
+            if !matches!(status, Status::Rejected | Status::Failed | Status::Expired) {
+                return Ok(Enqueued::Existing(id, status));
+            }
+            if requeue(tx, path, id, &dkey, &wire, row, now)? {
                 tx.execute(
                     "INSERT INTO transitions (record, at, from_status, to_status, note) \
                      VALUES (?1, ?2, ?3, ?4, ?5)",
-                    &[&id, &now, &None::<String>, &"pending", &"written"],
+                    &[&id, &now, &status.as_str(), &"pending", &"submitted again"],
                 )
                 .map_err(&e)?;
-                out.push(Enqueued::New(id));
+                return Ok(Enqueued::Requeued(id));
             }
-            Some(x) => {
-                let id: i64 = x.get(0).map_err(&e)?;
-                let status: String = x.get(1).map_err(&e)?;
-                let status = parse_status(path, id, &status)?;
-                if matches!(status, Status::Rejected | Status::Failed | Status::Expired) {
-                    tx.execute(
-                        "UPDATE records SET status = 'pending', wire = ?2, source = ?3, \
-                         record_id = ?4, updated_at = ?5, finished_at = NULL, \
-                         lease_owner = NULL, lease_until = NULL WHERE id = ?1",
-                        &[&id, &wire, &row.source, &r.record_id, &now],
-                    )
-                    .map_err(&e)?;
-                    tx.execute(
-                        "INSERT INTO transitions (record, at, from_status, to_status, note) \
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
-                        &[&id, &now, &status.as_str(), &"pending", &"submitted again"],
-                    )
-                    .map_err(&e)?;
-                    out.push(Enqueued::Requeued(id));
-                } else {
-                    out.push(Enqueued::Existing(id, status));
-                }
+            match live_row_id(tx, path, &dkey)? {
+                Some(live) => return Ok(Enqueued::Conflict(live)),
+                None => continue,
             }
         }
+        let inserted = tx
+            .query_opt(
+                "INSERT INTO records (idem_key, marketplace, product, customer, dimension, \
+                 start_time, start_secs, end_time, quantity, record_id, source, wire, status, \
+                 created_at, updated_at, dedup_key) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'pending', ?13, ?13, ?14) \
+                 ON CONFLICT DO NOTHING RETURNING id",
+                &[
+                    &key,
+                    &r.marketplace.as_str(),
+                    &r.product,
+                    &r.customer,
+                    &r.dimension,
+                    &format_rfc3339(r.start_time),
+                    &r.start_time.timestamp(),
+                    &r.end_time.map(format_rfc3339),
+                    &r.quantity.normalize().to_string(),
+                    &r.record_id,
+                    &row.source,
+                    &wire,
+                    &now,
+                    &dkey,
+                ],
+            )
+            .map_err(&e)?;
+        if let Some(x) = inserted {
+            let id: i64 = x.get(0).map_err(&e)?;
+            tx.execute(
+                "INSERT INTO transitions (record, at, from_status, to_status, note) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                &[&id, &now, &None::<String>, &"pending", &"written"],
+            )
+            .map_err(&e)?;
+            return Ok(Enqueued::New(id));
+        }
+        // Not written: the same idempotency key was written meanwhile (the next round finds
+        // it), or another live row holds the dedup key.
+        let taken = tx
+            .query_opt("SELECT 1 FROM records WHERE idem_key = ?1", &[&key])
+            .map_err(&e)?
+            .is_some();
+        if taken {
+            continue;
+        }
+        if let Some(live) = live_row_id(tx, path, &dkey)? {
+            return Ok(Enqueued::Conflict(live));
+        }
     }
-    Ok(out)
+    Err(LedgerError::Contended {
+        path: path.to_owned(),
+        key: dkey,
+    })
+}
+
+/// Puts an ended row back in `pending` with new wire values, unless another live row holds
+/// its dedup key. True when it did.
+fn requeue<E: Exec + ?Sized>(
+    tx: &E,
+    path: &str,
+    id: i64,
+    dkey: &str,
+    wire: &str,
+    row: &NewRow,
+    now: &str,
+) -> Result<bool, LedgerError> {
+    let e = db_err(path);
+    let pg = tx.engine() == Engine::Postgres;
+    if pg {
+        tx.batch("SAVEPOINT mg_requeue").map_err(&e)?;
+    }
+    let n = tx.execute(
+        &format!(
+            "UPDATE records SET status = 'pending', dedup_key = ?6, wire = ?2, source = ?3, \
+             record_id = ?4, updated_at = ?5, finished_at = NULL, lease_owner = NULL, \
+             lease_until = NULL WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM records l \
+             WHERE l.dedup_key = ?6 AND l.{LIVE_STATUSES} AND l.id <> ?1)"
+        ),
+        &[&id, &wire, &row.source, &row.record.record_id, &now, &dkey],
+    );
+    match n {
+        Ok(n) => {
+            if pg {
+                tx.batch("RELEASE SAVEPOINT mg_requeue").map_err(&e)?;
+            }
+            Ok(n == 1)
+        }
+        // PostgreSQL: another agent's transaction wrote a live row for the key after this
+        // statement's snapshot; it committed, so the key is held.
+        Err(err) if pg && err.is_unique_violation() => {
+            tx.batch("ROLLBACK TO SAVEPOINT mg_requeue; RELEASE SAVEPOINT mg_requeue")
+                .map_err(&e)?;
+            Ok(false)
+        }
+        Err(err) => Err(e(err)),
+    }
+}
+
+/// One row as dedup history, read in the caller's transaction (the live row an
+/// [`Enqueued::Conflict`] names, for the core's finding).
+pub(crate) fn history_entry_in<E: Exec + ?Sized>(
+    tx: &E,
+    path: &str,
+    id: i64,
+) -> Result<HistoryEntry, LedgerError> {
+    query_rows(
+        tx,
+        path,
+        &format!("SELECT {COLUMNS} FROM records WHERE id = ?1"),
+        &[&id],
+    )?
+    .first()
+    .map(LedgerRow::history_entry)
+    .ok_or_else(|| LedgerError::Corrupt {
+        path: path.to_owned(),
+        id,
+        message: "the live row of a dedup key is gone".into(),
+    })
+}
+
+/// The live row ([`LIVE_STATUSES`]) that holds a dedup key, if any.
+pub(crate) fn live_row_id<E: Exec + ?Sized>(
+    tx: &E,
+    path: &str,
+    dkey: &str,
+) -> Result<Option<i64>, LedgerError> {
+    let e = db_err(path);
+    tx.query_opt(
+        &format!("SELECT id FROM records WHERE dedup_key = ?1 AND {LIVE_STATUSES}"),
+        &[&dkey],
+    )
+    .map_err(&e)?
+    .map(|r| r.get(0))
+    .transpose()
+    .map_err(&e)
 }
 
 struct RawRow {
@@ -1951,6 +2229,122 @@ mod tests {
         assert_eq!(l.rows(&[7]).unwrap()[0].status, Status::Expired);
     }
 
+    /// Rows of a ledger at version 6 (written with plain SQL, as an older metergate left
+    /// them): the key `c|10:00` twice live (two senders judged it apart), once rejected, and
+    /// another key once.
+    const V6_ROWS: &str = "
+        INSERT INTO records (idem_key, marketplace, product, customer, dimension, start_time,
+          start_secs, quantity, wire, status, created_at, updated_at) VALUES
+        ('k5', 'aws', 'p', 'c', 'd', '2026-03-01T10:05:00Z', 1772359500, '5', '{}', 'accepted', 't', 't'),
+        ('k6', 'aws', 'p', 'c', 'd', '2026-03-01T10:40:00Z', 1772361600, '6', '{}', 'pending', 't', 't'),
+        ('k7', 'aws', 'p', 'c', 'd', '2026-03-01T10:50:00Z', 1772362200, '7', '{}', 'rejected', 't', 't'),
+        ('k8', 'aws', 'p', 'c', 'd', '2026-03-01T11:05:00Z', 1772363100, '8', '{}', 'pending', 't', 't');";
+
+    /// What version 7 made of [`V6_ROWS`] (ids 1 to 4): the earliest live row holds the key,
+    /// the second keeps its state outside the index with a transition saying so, nothing is
+    /// deleted, and a new record of the key is refused.
+    fn check_v7(l: &mut Ledger) {
+        assert_eq!(l.schema_version().unwrap(), SCHEMA_VERSION);
+        let keys: Vec<(i64, Option<String>, String)> =
+            l.db.query("SELECT id, dedup_key, status FROM records ORDER BY id", &[])
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0).unwrap(), r.get(1).unwrap(), r.get(2).unwrap()))
+                .collect();
+        let hour = Some("aws|p|c|d|2026-03-01T10:00:00Z".to_owned());
+        assert_eq!(
+            keys,
+            [
+                (1, hour.clone(), "accepted".to_owned()),
+                (2, None, "pending".to_owned()),
+                (3, hour, "rejected".to_owned()),
+                (
+                    4,
+                    Some("aws|p|c|d|2026-03-01T11:00:00Z".to_owned()),
+                    "pending".to_owned()
+                ),
+            ]
+        );
+        let t = l.transitions(2).unwrap();
+        assert_eq!(t.len(), 1);
+        assert_eq!(
+            (t[0].1.as_deref(), t[0].2.as_str()),
+            (Some("pending"), "pending")
+        );
+        assert_eq!(t[0].3.as_deref(), Some(SECOND_LIVE_NOTE));
+        assert!(l.transitions(1).unwrap().is_empty());
+        let mut rec = l.rows(&[1]).unwrap()[0].usage_record();
+        rec.quantity = Decimal::from(9);
+        let row = NewRow {
+            record: rec,
+            source: None,
+            wire: serde_json::json!({}),
+        };
+        assert_eq!(l.enqueue(&[row]).unwrap(), [Enqueued::Conflict(1)]);
+        // The rejected row of the key submitted again: the key is held, it stays rejected.
+        let mut again = l.rows(&[3]).unwrap()[0].usage_record();
+        again.record_id = None;
+        let again = NewRow {
+            record: again,
+            source: None,
+            wire: serde_json::json!({}),
+        };
+        assert_eq!(l.enqueue(&[again]).unwrap(), [Enqueued::Conflict(1)]);
+        assert_eq!(l.rows(&[3]).unwrap()[0].status, Status::Rejected);
+        assert_eq!(l.history().unwrap().len(), 3, "both live rows stay history");
+    }
+
+    #[test]
+    fn sqlite_migration_7_keeps_second_live_rows_out_of_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v6.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..6] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.execute_batch("PRAGMA user_version = 6;").unwrap();
+            conn.execute_batch(V6_ROWS).unwrap();
+        }
+        check_v7(&mut Ledger::open(&path).unwrap());
+        // Opening again changes nothing.
+        let l = Ledger::open(&path).unwrap();
+        assert_eq!(l.transitions(2).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn postgres_migration_7_keeps_second_live_rows_out_of_the_index() {
+        let Some(url) = pg_fresh() else { return };
+        {
+            let db = Db::open(&url).unwrap();
+            db.batch(PG_MIGRATIONS[0].1).unwrap();
+            db.batch(
+                "CREATE TABLE schema_version (version BIGINT NOT NULL); \
+                 INSERT INTO schema_version (version) VALUES (6);",
+            )
+            .unwrap();
+            db.batch(V6_ROWS).unwrap();
+        }
+        check_v7(&mut Ledger::open_location(&url).unwrap());
+        let l = Ledger::open_location(&url).unwrap();
+        assert_eq!(l.transitions(2).unwrap().len(), 1);
+    }
+
+    /// The index's statuses are the history's: [`Status::counts_as_sent`].
+    #[test]
+    fn the_live_statuses_are_the_history_statuses() {
+        let listed: Vec<Status> = Status::ALL
+            .into_iter()
+            .filter(|s| LIVE_STATUSES.contains(&format!("'{}'", s.as_str())))
+            .collect();
+        let counted: Vec<Status> = Status::ALL
+            .into_iter()
+            .filter(|s| s.counts_as_sent())
+            .collect();
+        assert_eq!(listed, counted);
+        assert!(LIVE_DEDUP_INDEX.ends_with(&format!("WHERE {LIVE_STATUSES}")));
+    }
+
     fn new_row(customer: &str, hours_ago: i64) -> NewRow {
         let t = hour_floor(Utc::now()) - chrono::Duration::hours(hours_ago);
         let record = UsageRecord {
@@ -1976,7 +2370,10 @@ mod tests {
     fn ids(e: &[Enqueued]) -> Vec<i64> {
         e.iter()
             .map(|x| match x {
-                Enqueued::New(id) | Enqueued::Requeued(id) | Enqueued::Existing(id, _) => *id,
+                Enqueued::New(id)
+                | Enqueued::Requeued(id)
+                | Enqueued::Existing(id, _)
+                | Enqueued::Conflict(id) => *id,
             })
             .collect()
     }

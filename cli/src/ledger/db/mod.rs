@@ -199,15 +199,38 @@ pub enum Value {
     Bool(bool),
 }
 
+/// A parameter as SQLite binds it: text borrowed from the caller instead of copied.
+#[derive(Debug)]
+pub enum Bind<'a> {
+    /// SQL `NULL`.
+    Null,
+    /// Borrowed text.
+    Text(&'a str),
+    /// Any other value.
+    Owned(Value),
+}
+
 /// Anything that can be a statement parameter.
 pub trait ToValue {
     /// The value to bind.
     fn to_value(&self) -> Value;
+
+    /// The value to bind, borrowing text where it can (SQLite binds it without a copy).
+    fn bind(&self) -> Bind<'_> {
+        Bind::Owned(self.to_value())
+    }
 }
 
 impl ToValue for Value {
     fn to_value(&self) -> Value {
         self.clone()
+    }
+    fn bind(&self) -> Bind<'_> {
+        match self {
+            Value::Null => Bind::Null,
+            Value::Text(s) => Bind::Text(s),
+            other => Bind::Owned(other.clone()),
+        }
     }
 }
 impl ToValue for i64 {
@@ -249,20 +272,32 @@ impl ToValue for str {
     fn to_value(&self) -> Value {
         Value::Text(self.to_owned())
     }
+    fn bind(&self) -> Bind<'_> {
+        Bind::Text(self)
+    }
 }
 impl ToValue for String {
     fn to_value(&self) -> Value {
         Value::Text(self.clone())
+    }
+    fn bind(&self) -> Bind<'_> {
+        Bind::Text(self)
     }
 }
 impl<T: ToValue> ToValue for Option<T> {
     fn to_value(&self) -> Value {
         self.as_ref().map_or(Value::Null, ToValue::to_value)
     }
+    fn bind(&self) -> Bind<'_> {
+        self.as_ref().map_or(Bind::Null, ToValue::bind)
+    }
 }
 impl<T: ToValue + ?Sized> ToValue for &T {
     fn to_value(&self) -> Value {
         (**self).to_value()
+    }
+    fn bind(&self) -> Bind<'_> {
+        (**self).bind()
     }
 }
 

@@ -1,7 +1,7 @@
 //! The SQLite side of the ledger's connection layer: `rusqlite` binding of [`Value`]s, rows
 //! read into [`Row`]s, and [`Exec`] for raw `rusqlite` connections and transactions.
 
-use super::{values, DbError, Engine, Exec, Row, ToValue, Value};
+use super::{Bind, DbError, Engine, Exec, Row, ToValue, Value};
 
 impl rusqlite::ToSql for Value {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
@@ -15,13 +15,29 @@ impl rusqlite::ToSql for Value {
     }
 }
 
+impl rusqlite::ToSql for Bind<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        match self {
+            Bind::Null => Ok(ToSqlOutput::Borrowed(ValueRef::Null)),
+            Bind::Text(s) => Ok(ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes()))),
+            Bind::Owned(v) => v.to_sql(),
+        }
+    }
+}
+
+/// The parameters, text borrowed.
+fn binds<'p>(params: &'p [&'p dyn ToValue]) -> impl Iterator<Item = Bind<'p>> + 'p {
+    params.iter().map(|p| p.bind())
+}
+
 pub(super) fn sqlite_execute(
     conn: &rusqlite::Connection,
     sql: &str,
     params: &[&dyn ToValue],
 ) -> Result<u64, DbError> {
     let mut st = conn.prepare_cached(sql)?;
-    let n = st.execute(rusqlite::params_from_iter(values(params)))?;
+    let n = st.execute(rusqlite::params_from_iter(binds(params)))?;
     Ok(n as u64)
 }
 
@@ -33,7 +49,7 @@ pub(super) fn sqlite_query(
     use rusqlite::types::ValueRef;
     let mut st = conn.prepare_cached(sql)?;
     let n = st.column_count();
-    let mut rows = st.query(rusqlite::params_from_iter(values(params)))?;
+    let mut rows = st.query(rusqlite::params_from_iter(binds(params)))?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
         let mut vals = Vec::with_capacity(n);
