@@ -143,7 +143,7 @@ fn needs_escape(s: &[u8]) -> bool {
         })
     };
     let mut chunks = s.chunks_exact(16);
-    if (&mut chunks).any(|c| any(c)) {
+    if chunks.any(&any) {
         return true;
     }
     // The rest (most strings are shorter than 16 bytes) padded with spaces to a whole chunk,
