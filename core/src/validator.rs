@@ -165,7 +165,7 @@ impl Validator {
             out.push(f);
         }
         // No hint may propose a record that the core would reject.
-        rules::verify_suggestions(&rec, &self.contracts, &self.settings, now, &mut out);
+        rules::verify_suggestions(&mut rec, &self.contracts, &self.settings, now, &mut out);
         if checked.times_ok {
             window::time_warnings(
                 &rec,
@@ -244,6 +244,10 @@ fn dedup_finding(rec: &UsageRecord, prior: Prior, contracts: &ContractSet) -> Op
 }
 
 fn dedup_finding_of(rec: &UsageRecord, prior: Prior, contracts: &ContractSet) -> Option<Finding> {
+    // Most records have no prior: nothing below (two times and a key text) is needed then.
+    if let Prior::None = prior {
+        return None;
+    }
     let hour = hour_floor(rec.start_time);
     let next = format_secs(add(hour, chrono::Duration::hours(1)));
     let rule = match rec.marketplace {

@@ -176,7 +176,8 @@ fn one_quantity_hint(
         "all.unit" => unit.is_some_and(|u| to_units(q, u).is_some() && !is_multiple(q, u)),
         _ => false,
     };
-    let best = best_quantity(q, integer, unit);
+    // Worked out once, and only for a record that has such a finding.
+    let mut best = None;
     for f in found
         .iter_mut()
         .filter(|f| f.code == Code::InvalidQuantity.as_str() && fraction(f))
@@ -186,6 +187,7 @@ fn one_quantity_hint(
             q.normalize(),
             rec.dimension
         );
+        let best = *best.get_or_insert_with(|| best_quantity(q, integer, unit));
         match best.and_then(|b| q.checked_sub(b).map(|rest| (b, rest))) {
             Some((b, rest)) => {
                 *f = f.clone().suggest(
@@ -205,7 +207,7 @@ fn one_quantity_hint(
 /// Judges every suggestion in `found` (see [`Suggestion`]) and replaces a hint whose
 /// suggested record the core would reject with its fallback.
 pub(crate) fn verify_suggestions(
-    rec: &UsageRecord,
+    rec: &mut UsageRecord,
     contracts: &ContractSet,
     settings: &Settings,
     now: DateTime<Utc>,
@@ -214,38 +216,34 @@ pub(crate) fn verify_suggestions(
     if !found.iter().any(|f| f.suggestion.is_some()) {
         return;
     }
-    // The rules read neither the record id nor the attributes: the candidates are judged
-    // without copying them, on one copy that each suggestion resets and changes.
-    let mut candidate = UsageRecord {
-        marketplace: rec.marketplace,
-        product: rec.product.clone(),
-        customer: rec.customer.clone(),
-        dimension: rec.dimension.clone(),
-        quantity: rec.quantity,
-        start_time: rec.start_time,
-        end_time: rec.end_time,
-        record_id: None,
-        plan: rec.plan.clone(),
-        allocations: rec.allocations.clone(),
-        attributes: std::collections::BTreeMap::new(),
-    };
+    // Each candidate is the record itself with the suggestion applied, judged and put back:
+    // no copy of its text. A suggestion changes only the quantity, the times and (a carry)
+    // the allocations, and those are restored after each one.
+    let (quantity, start_time, end_time) = (rec.quantity, rec.start_time, rec.end_time);
+    // A copy only when there are allocations (rare): a carry clears them.
+    let allocations = rec.allocations.clone();
     let mut judged = Vec::new();
     for f in found.iter_mut() {
         let Some(s) = &f.suggestion else { continue };
-        candidate.quantity = rec.quantity;
-        candidate.start_time = rec.start_time;
-        candidate.end_time = rec.end_time;
-        if candidate.allocations.is_none() && rec.allocations.is_some() {
-            candidate.allocations.clone_from(&rec.allocations);
+        let candidate = &mut *rec;
+        candidate.quantity = quantity;
+        candidate.start_time = start_time;
+        candidate.end_time = end_time;
+        if candidate.allocations.is_none() && allocations.is_some() {
+            candidate.allocations.clone_from(&allocations);
         }
-        let at = s.apply_in_place(&mut candidate, now);
+        let at = s.apply_in_place(candidate, now);
         judged.clear();
-        check(&candidate, contracts, settings, at, &mut judged);
+        check(candidate, contracts, settings, at, &mut judged);
         if !s.accepts(&judged) {
             f.hint = Some(s.fallback.clone());
             f.suggestion = None;
         }
     }
+    rec.quantity = quantity;
+    rec.start_time = start_time;
+    rec.end_time = end_time;
+    rec.allocations = allocations;
 }
 
 fn check_unit(q: Decimal, unit: Decimal, name: &str, out: &mut Vec<Finding>) {
