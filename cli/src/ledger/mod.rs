@@ -1009,6 +1009,26 @@ fn pid_runs(pid: &str) -> bool {
     }
 }
 
+/// How long a SQLite connection waits for another one's lock (its busy timeout), and how long
+/// opening a ledger keeps trying when SQLite answers "locked" without waiting.
+const SQLITE_BUSY_WAIT: Duration = Duration::from_secs(10);
+
+/// True when SQLite said the database is busy or locked by another connection.
+fn is_busy(e: &LedgerError) -> bool {
+    let source = match e {
+        LedgerError::Sqlite { source, .. } => source,
+        LedgerError::Db {
+            source: DbError::Sqlite(source),
+            ..
+        } => source,
+        _ => return false,
+    };
+    matches!(
+        source.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 fn lease_from_env() -> Duration {
     std::env::var(LEASE_ENV)
         .ok()
@@ -1044,6 +1064,24 @@ impl Ledger {
     }
 
     fn open_sqlite(path: &Path) -> Result<Ledger, LedgerError> {
+        // Switching a new file to WAL needs a lock SQLite does not wait for (the busy
+        // timeout does not apply to it): when two processes create one ledger at the same
+        // moment, one gets "database is locked" at once. That one tries again, on a fresh
+        // connection, for as long as the busy timeout would have waited.
+        let deadline = std::time::Instant::now() + SQLITE_BUSY_WAIT;
+        let mut pause = std::time::Duration::from_millis(10);
+        loop {
+            match Ledger::open_sqlite_once(path) {
+                Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(250));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_sqlite_once(path: &Path) -> Result<Ledger, LedgerError> {
         let name = path.display().to_string();
         let db = Db::open_sqlite(path).map_err(db_err(&name))?;
         let mut ledger = Ledger::with_db(db, name);
@@ -1182,8 +1220,7 @@ impl Ledger {
             source,
         };
         let conn = self.connection()?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(e)?;
+        conn.busy_timeout(SQLITE_BUSY_WAIT).map_err(e)?;
         // WAL: readers never block the writer; FULL: a commit is on disk before it returns.
         let mode: String = conn
             .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
