@@ -299,14 +299,15 @@ ALTER TABLE records ADD COLUMN dedup_key TEXT;
 
 /// The live statuses: a row in one of them may still be (or has been) billed, so its key is
 /// the dedup history ([`Ledger::history`]) and at most one such row per `dedup_key` exists
-/// (the unique index [`LIVE_DEDUP_INDEX`]). The same set as [`Status::counts_as_sent`].
+/// (the unique index built by [`live_dedup_index`]). The same set as [`Status::counts_as_sent`].
 const LIVE_STATUSES: &str = "status IN ('pending', 'sending', 'accepted', 'duplicate')";
 
 /// Version 7's unique partial index: at most one live row per dedup key. Rows whose
 /// `dedup_key` is NULL are outside it: the later live rows of a key that an older ledger
 /// already held twice (see [`dedup_backfill`]).
-const LIVE_DEDUP_INDEX: &str = "CREATE UNIQUE INDEX records_live_dedup ON records(dedup_key) \
-     WHERE status IN ('pending', 'sending', 'accepted', 'duplicate')";
+fn live_dedup_index() -> String {
+    format!("CREATE UNIQUE INDEX records_live_dedup ON records(dedup_key) WHERE {LIVE_STATUSES}")
+}
 
 /// The note logged (a `transitions` row from a status to itself) on a live row that version 7
 /// left out of the one-live-row index because an earlier live row holds its key.
@@ -351,7 +352,7 @@ fn dedup_backfill<E: Exec + ?Sized>(tx: &E, path: &str) -> Result<(), LedgerErro
             .map_err(&e)?;
         }
     }
-    tx.batch(LIVE_DEDUP_INDEX).map_err(&e)
+    tx.batch(&live_dedup_index()).map_err(&e)
 }
 
 /// The Rust half of a migration step, run right after the step's SQL on either engine.
@@ -2379,7 +2380,7 @@ mod tests {
             .filter(|s| s.counts_as_sent())
             .collect();
         assert_eq!(listed, counted);
-        assert!(LIVE_DEDUP_INDEX.ends_with(&format!("WHERE {LIVE_STATUSES}")));
+        assert!(live_dedup_index().ends_with(&format!("WHERE {LIVE_STATUSES}")));
     }
 
     fn new_row(customer: &str, hours_ago: i64) -> NewRow {
