@@ -16,12 +16,14 @@
 // the same figures with the page loaded, the engine loaded and the contracts
 // compiled, before the file is given. With --cli, it runs `BIN check` on the same file and
 // compares the counts. Prints one JSON line (bench/run.sh reads it) and a summary on stderr.
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { readFileSync, readdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+// The demo's own test helpers: its static server and the progress recorder.
+import { startServer, watchProgress } from '../web-demo/tests/helpers.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '..');
@@ -131,20 +133,8 @@ if (cliBin) {
 
 // --- serve and open ----------------------------------------------------------------------
 execFileSync(process.execPath, [join(DEMO, 'build.mjs'), '--if-needed'], { stdio: ['ignore', 'ignore', 'inherit'] });
-const server = spawn(process.execPath, [join(DEMO, 'serve.mjs'), '--port', '0', '--host', '127.0.0.1'], { stdio: ['ignore', 'pipe', 'inherit'] });
-const url = await new Promise((res, rej) => {
-  let buf = '';
-  const t = setTimeout(() => rej(new Error('serve.mjs did not start')), 10_000);
-  server.stdout.on('data', (d) => {
-    buf += d;
-    const m = /serving (http\S+)/.exec(buf);
-    if (m) {
-      clearTimeout(t);
-      res(m[1]);
-    }
-  });
-  server.on('exit', (code) => rej(new Error(`serve.mjs exited with ${code}`)));
-});
+const server = await startServer();
+const url = server.url;
 
 const profile = mkdtempSync(join(tmpdir(), 'metergate-bench-browser-'));
 const context = await chromium.launchPersistentContext(profile, {
@@ -181,13 +171,7 @@ try {
   const idle = { heap: await heap(), pss: pss(rootPid) };
   say(`idle: page JS heap ${(idle.heap / MiB).toFixed(1)} MiB, PSS ${(idle.pss.total / 1024).toFixed(1)} MiB over ${idle.pss.count} processes`);
 
-  await page.evaluate(() => {
-    window.__progress = [];
-    const bar = document.getElementById('csv-progress');
-    new MutationObserver(() => {
-      if (bar.dataset.bytes) window.__progress.push([Number(bar.dataset.bytes), Number(bar.dataset.total), bar.value]);
-    }).observe(bar, { attributes: true, attributeFilter: ['data-bytes'] });
-  });
+  await watchProgress(page);
 
   // Sampling runs beside the check until stopped.
   // Two phases: the check (until the summary shows: the figures the targets judge), then the
@@ -303,7 +287,7 @@ try {
   );
 } finally {
   await context.close();
-  server.kill();
+  server.stop();
   rmSync(profile, { recursive: true, force: true });
 }
 console.log(JSON.stringify(result));

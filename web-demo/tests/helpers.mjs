@@ -22,7 +22,8 @@ const ARGS = [
   '--disable-quic',
 ];
 
-async function startServer() {
+/** Starts web-demo/serve.mjs on 127.0.0.1 (a free port); returns { url, stop() }. */
+export async function startServer() {
   const child = spawn(process.execPath, [join(HERE, 'serve.mjs'), '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
   const url = await new Promise((res, rej) => {
     let buf = '';
@@ -71,6 +72,20 @@ export async function setup() {
       rmSync(profile, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Records every progress update the page shows from now on, as [bytes, total, bar value]
+ * triples in `window.__progress` (read them with `page.evaluate(() => window.__progress)`).
+ */
+export async function watchProgress(page) {
+  await page.evaluate(() => {
+    window.__progress = [];
+    const bar = document.getElementById('csv-progress');
+    new MutationObserver(() => {
+      if (bar.dataset.bytes) window.__progress.push([Number(bar.dataset.bytes), Number(bar.dataset.total), bar.value]);
+    }).observe(bar, { attributes: true, attributeFilter: ['data-bytes'] });
+  });
 }
 
 export async function shot(page, name, fullPage = true) {
